@@ -1,0 +1,9 @@
+//! Tugboat's core host: the store, the Kubernetes-compatible API server and (in later
+//! layers) the reconcile engine, plugin runtime, scheduler framework and node agent.
+//!
+//! Dependencies point one way: `api` → `store`. See ARCHITECTURE.md for the map.
+
+pub mod api;
+pub mod bench;
+pub mod serve;
+pub mod store;

@@ -1,1 +1,83 @@
-fn main() {}
+//! `tug`: the Tugboat command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "tug",
+    version,
+    about = "Tugboat: a Kubernetes-compatible orchestrator whose policies are Wasm plugins"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the control plane: store, API server and background duties.
+    Server {
+        /// Where the store, credentials and kubeconfig live.
+        #[arg(long, default_value = "/var/lib/tugboat")]
+        data_dir: PathBuf,
+        /// Address of the HTTPS API.
+        #[arg(long, default_value = "127.0.0.1:6443")]
+        listen: SocketAddr,
+        /// Revisions of change history kept for watches to resume from.
+        #[arg(long, default_value_t = 100_000)]
+        watch_history: u64,
+    },
+    /// Benchmarks that print their figures.
+    Bench {
+        #[command(subcommand)]
+        which: tugboat::bench::BenchCmd,
+    },
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("TUG_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_tracing();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        match cli.cmd {
+            Cmd::Server {
+                data_dir,
+                listen,
+                watch_history,
+            } => {
+                let running = tugboat::serve::start(tugboat::serve::ServerOptions {
+                    data_dir,
+                    listen,
+                    watch_history,
+                })
+                .await?;
+                println!(
+                    "tug server: API at https://{} — kubeconfig: {}",
+                    running.addr,
+                    running.kubeconfig.display()
+                );
+                tokio::select! {
+                    r = running.serve => r??,
+                    _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
+                }
+                Ok(())
+            }
+            Cmd::Bench { which } => tugboat::bench::run(which).await,
+        }
+    })
+}

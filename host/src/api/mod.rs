@@ -1,0 +1,72 @@
+//! The API server: a Kubernetes-compatible HTTP API over the [store](crate::store).
+//!
+//! Layering: [`server`] (TLS, authentication, routing) → [`handlers`]/[`watch`] (the verbs)
+//! → [`crate::store::Store`]. Everything about the shape of objects (types, schemas,
+//! patches, selectors, tables) lives in the modules beside them and is pure.
+
+pub mod discovery;
+pub mod handlers;
+pub mod lifecycle;
+pub mod object;
+pub mod openapi;
+pub mod patch;
+pub mod pki;
+pub mod protobuf;
+pub mod protobuf_schema;
+pub mod request;
+pub mod resources;
+pub mod schema;
+pub mod selectors;
+pub mod server;
+pub mod status;
+pub mod table;
+pub mod validation;
+pub mod watch;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::store::Store;
+
+/// The Kubernetes version this server reports (and whose API it serves).
+pub const KUBE_VERSION: &str = "v1.33.0";
+
+/// Tunables of the API server.
+#[derive(Clone, Debug)]
+pub struct ApiConfig {
+    /// How often a watch that allows bookmarks gets one.
+    pub bookmark_interval: Duration,
+    /// The address clients are told to use (`/api`'s serverAddressByClientCIDRs).
+    pub advertise_address: String,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            bookmark_interval: Duration::from_secs(30),
+            advertise_address: "127.0.0.1:6443".into(),
+        }
+    }
+}
+
+/// The API server's shared state.
+pub struct Api {
+    pub store: Arc<dyn Store>,
+    pub registry: resources::Registry,
+    pub openapi: openapi::OpenApi,
+    pub config: ApiConfig,
+    /// Poked after a CRD write so the catalog is rebuilt.
+    pub crds_changed: tokio::sync::Notify,
+}
+
+impl Api {
+    pub fn new(store: Arc<dyn Store>, config: ApiConfig) -> Arc<Self> {
+        Arc::new(Api {
+            store,
+            registry: resources::Registry::new(),
+            openapi: openapi::OpenApi::new(KUBE_VERSION),
+            config,
+            crds_changed: tokio::sync::Notify::new(),
+        })
+    }
+}

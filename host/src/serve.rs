@@ -1,0 +1,65 @@
+//! `tug server`: open the store, create credentials, start the API and its background duties.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+
+use crate::api::{self, Api, ApiConfig, server};
+use crate::store::Store;
+use crate::store::redb::{RedbStore, RedbStoreConfig};
+
+/// Options of `tug server`.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// How many revisions of change history watches can resume from.
+    pub watch_history: u64,
+}
+
+/// A started server.
+pub struct Running {
+    pub api: Arc<Api>,
+    pub addr: SocketAddr,
+    pub kubeconfig: PathBuf,
+    pub serve: tokio::task::JoinHandle<Result<()>>,
+}
+
+/// Start everything and return once the API is listening.
+pub async fn start(opts: ServerOptions) -> Result<Running> {
+    std::fs::create_dir_all(&opts.data_dir)
+        .with_context(|| format!("creating data dir {}", opts.data_dir.display()))?;
+    let store_cfg = RedbStoreConfig {
+        retain_revisions: opts.watch_history,
+        ..Default::default()
+    };
+    let store: Arc<dyn Store> = RedbStore::open(&opts.data_dir.join("store.redb"), store_cfg)
+        .with_context(|| format!("opening the store in {}", opts.data_dir.display()))?;
+    let (listener, addr) = server::bind(opts.listen).await?;
+    let creds = api::pki::ensure(&opts.data_dir, &addr)?;
+    let config = ApiConfig {
+        advertise_address: addr.to_string(),
+        ..Default::default()
+    };
+    let api = Api::new(store, config);
+    api.ensure_default_namespaces()
+        .await
+        .context("creating the default namespaces")?;
+    api.reload_crds().await.context("loading CRDs")?;
+    api.spawn_lifecycle();
+    let auth = server::Auth {
+        tokens: Arc::new(vec![creds.admin_token.clone()]),
+    };
+    let router = server::router(api.clone(), auth);
+    let acceptor = server::tls_acceptor(&creds.cert_pem, &creds.key_pem)?;
+    let serve = tokio::spawn(server::serve_tls(listener, acceptor, router));
+    tracing::info!(%addr, kubeconfig = %creds.kubeconfig_path.display(), "API server listening");
+    Ok(Running {
+        api,
+        addr,
+        kubeconfig: creds.kubeconfig_path,
+        serve,
+    })
+}

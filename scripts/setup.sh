@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install what building and testing Tugboat needs on a fresh Debian machine of this kind.
+# Idempotent: each step is skipped when its tool is already there.
+set -euo pipefail
+
+need_apt=()
+command -v cc >/dev/null || need_apt+=(build-essential)
+command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+command -v curl >/dev/null || need_apt+=(curl)
+command -v python3 >/dev/null || need_apt+=(python3)
+if ((${#need_apt[@]})); then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}"
+fi
+
+if ! command -v kubectl >/dev/null; then
+  # kubectl comes with these machines; elsewhere, Debian's package is the fallback.
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq kubectl || apt-get install -y -qq kubernetes-client || {
+    echo "setup: kubectl is required for the end-to-end tests and could not be installed" >&2
+    exit 1
+  }
+fi
+
+if command -v rustup >/dev/null; then
+  # rust-toolchain.toml lists the target, but rustup does not add a listed target to a
+  # toolchain that is already installed.
+  rustup target add wasm32-wasip2 >/dev/null 2>&1 || rustup target add wasm32-wasip2
+  rustup component add rustfmt clippy >/dev/null 2>&1 || true
+fi
