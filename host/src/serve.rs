@@ -48,6 +48,9 @@ pub async fn start(opts: ServerOptions) -> Result<Running> {
         .await
         .context("creating the default namespaces")?;
     api.reload_crds().await.context("loading CRDs")?;
+    api.ensure_kubernetes_service()
+        .await
+        .context("creating the kubernetes Service")?;
     api.spawn_lifecycle();
     let auth = server::Auth {
         tokens: Arc::new(vec![creds.admin_token.clone()]),

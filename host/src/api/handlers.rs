@@ -162,6 +162,12 @@ impl Api {
         body: Body,
     ) -> ApiResult<Response> {
         let t = self.resolve(&path)?;
+        // Malformed parameters are errors whatever the verb.
+        query.timeout_seconds()?;
+        query.limit()?;
+        query.resource_version()?;
+        query.field_validation()?;
+        query.dry_run()?;
         let accept = request::accept(&headers);
         if path.watch_prefix || (method == Method::GET && query.is_watch()) {
             if t.subresource.is_some() {
@@ -401,19 +407,20 @@ impl Api {
         }
         let list_rv = list_rv.unwrap_or(revision);
         let continue_token = if more && limit > 0 {
-            last_key.map(|k| encode_continue(list_rv, &k))
+            last_key.as_deref().map(|k| encode_continue(list_rv, k))
         } else {
             None
         };
-        let remaining = if continue_token.is_some() && !filtering {
-            let total = self
-                .store
-                .count(&prefix)
-                .await
-                .map_err(|e| ApiError::from_store(e, &t.subject("")))?;
-            Some(total as i64 - items.len() as i64)
-        } else {
-            None
+        let remaining = match (&continue_token, &last_key) {
+            (Some(_), Some(last)) if !filtering => {
+                let left = self
+                    .store
+                    .count(&prefix, Some(last))
+                    .await
+                    .map_err(|e| ApiError::from_store(e, &t.subject("")))?;
+                Some(left as i64)
+            }
+            _ => None,
         };
         Ok((items, list_rv, continue_token, remaining))
     }
@@ -715,6 +722,7 @@ impl Api {
         match rt.kind.as_str() {
             "Namespace" => {
                 obj["status"] = json!({"phase": "Active"});
+                namespace_name_label(obj);
                 let fins = obj
                     .pointer("/spec/finalizers")
                     .and_then(Value::as_array)
@@ -733,7 +741,18 @@ impl Api {
                 obj["status"] = json!({"phase": "Pending"});
             }
             "Secret" => fold_string_data(obj),
-            "CustomResourceDefinition" => crd_status(obj),
+            "CustomResourceDefinition" => {
+                crd_status(obj);
+                // Deleting a CRD deletes its objects first (see lifecycle.rs).
+                let mut fins = finalizers(obj);
+                if !fins
+                    .iter()
+                    .any(|f| f == super::lifecycle::CRD_CLEANUP_FINALIZER)
+                {
+                    fins.push(super::lifecycle::CRD_CLEANUP_FINALIZER.to_string());
+                    set_meta(obj, "finalizers", json!(fins));
+                }
+            }
             _ => {}
         }
         self.prepare_common(rt, obj)
@@ -774,6 +793,7 @@ impl Api {
         query: &Query,
         manager: Option<&str>,
     ) -> ApiResult<Reply> {
+        check_metadata_shape(&obj)?;
         self.check_type(t, &mut obj)?;
         if meta_str(&obj, "name").is_empty() {
             let gen_name = meta_str(&obj, "generateName").to_string();
@@ -821,12 +841,27 @@ impl Api {
                 warnings,
             });
         }
-        let value = encode_for_store(&obj)?;
-        let res = self
-            .store
-            .write(WriteOp::Create { key, value })
-            .await
-            .map_err(|e| ApiError::from_store(e, &subject))?;
+        let is_service = t.rt.kind == "Service" && !t.rt.is_custom();
+        let allocation = if is_service {
+            self.allocate_service(&mut obj).await?
+        } else {
+            Default::default()
+        };
+        let written = match encode_for_store(&obj) {
+            Ok(value) => self
+                .store
+                .write(WriteOp::Create { key, value })
+                .await
+                .map_err(|e| ApiError::from_store(e, &subject)),
+            Err(e) => Err(e),
+        };
+        let res = match written {
+            Ok(res) => res,
+            Err(e) => {
+                self.release(&allocation).await;
+                return Err(e);
+            }
+        };
         set_meta(&mut obj, "resourceVersion", json!(res.revision.to_string()));
         self.after_write(&t.rt);
         Ok(Reply {
@@ -843,6 +878,14 @@ impl Api {
         }
     }
 
+    /// Hooks after an object is gone: a Service gives back its IP and ports.
+    async fn after_delete(&self, rt: &ResourceType, obj: &Value) {
+        self.after_write(rt);
+        if rt.kind == "Service" && !rt.is_custom() {
+            self.release(&Api::allocation_of(obj)).await;
+        }
+    }
+
     /// Merge a replacement object over the current one, as PUT does (status and identity
     /// rules), and store it with optimistic concurrency.
     async fn replace(
@@ -856,6 +899,7 @@ impl Api {
     ) -> ApiResult<Reply> {
         let name = t.name().to_string();
         let subject = t.subject(&name);
+        check_metadata_shape(&new)?;
         self.check_type(t, &mut new)?;
         let (mut new, warnings) = self.check_and_normalize(&t.rt, new, fv, &name)?;
         self.check_meta(t, &mut new)?;
@@ -932,6 +976,9 @@ impl Api {
                 }
             }
         }
+        if t.rt.kind == "Namespace" && !t.rt.is_custom() {
+            namespace_name_label(&mut new);
+        }
         if t.rt.kind == "Namespace" && !t.rt.is_custom() && sub.is_none() {
             // spec.finalizers of a namespace only change through /finalize.
             if let Some(s) = current.get("spec") {
@@ -994,7 +1041,7 @@ impl Api {
                 .await
                 .map_err(|e| ApiError::from_store(e, &subject))?;
             set_meta(&mut new, "resourceVersion", json!(res.revision.to_string()));
-            self.after_write(&t.rt);
+            self.after_delete(&t.rt, &new).await;
             return Ok(Reply {
                 code: StatusCode::OK,
                 body: new,
@@ -1068,6 +1115,14 @@ impl Api {
             _ => request::decode_json(body)?,
         };
         let is_apply = ct == "application/apply-patch+yaml";
+        if is_apply {
+            if !patch_doc.is_object() {
+                return Err(ApiError::bad_request(
+                    "an apply patch must be a YAML or JSON object",
+                ));
+            }
+            check_metadata_shape(&patch_doc)?;
+        }
         if is_apply && query.field_manager.as_deref().unwrap_or("").is_empty() {
             return Err(ApiError::bad_request(
                 "PATCH with application/apply-patch+yaml requires the fieldManager parameter",
@@ -1123,20 +1178,8 @@ impl Api {
                     };
                     let patched = match ct {
                         "application/json-patch+json" => {
-                            let p: json_patch::Patch = serde_json::from_value(patch_doc.clone())
-                                .map_err(|e| {
-                                    ApiError::bad_request(format!(
-                                        "the JSON patch is malformed: {e}"
-                                    ))
-                                })?;
                             let mut doc = base;
-                            json_patch::patch(&mut doc, &p).map_err(|e| {
-                                ApiError::new(
-                                    422,
-                                    "Invalid",
-                                    format!("the JSON patch could not be applied: {e}"),
-                                )
-                            })?;
+                            apply_json_patch(&mut doc, &patch_doc)?;
                             doc
                         }
                         "application/merge-patch+json" => {
@@ -1187,6 +1230,7 @@ impl Api {
                     if !patched.is_object() {
                         return Err(ApiError::bad_request("the patch did not produce an object"));
                     }
+                    check_metadata_shape(&patched)?;
                     // A patch without a resourceVersion must not fail on a concurrent write.
                     let mut patched = patched;
                     let client_rv = patch_doc
@@ -1231,32 +1275,38 @@ impl Api {
     }
 
     pub async fn delete(&self, t: &Target, body: &[u8], query: &Query) -> ApiResult<Reply> {
-        let opts: Value = if body.iter().all(u8::is_ascii_whitespace) {
-            json!({})
-        } else {
-            request::decode_json(body)?
-        };
+        let opts = decode_delete_options(body)?;
         let name = t.name().to_string();
         let subject = t.subject(&name);
-        let dry_run = query.dry_run()?
-            || opts
-                .get("dryRun")
-                .and_then(Value::as_array)
-                .is_some_and(|a| a.iter().any(|v| v == "All"));
-        let policy = query.propagation_policy.clone().or_else(|| {
-            opts.get("propagationPolicy")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-        });
+        let body_dry_run = match opts.dry_run.as_deref() {
+            None | Some([]) => false,
+            Some(v) if v.iter().all(|d| d == "All") => true,
+            Some(v) => {
+                return Err(ApiError::bad_request(format!(
+                    "unsupported dryRun value {v:?}: the only supported value is \"All\""
+                )));
+            }
+        };
+        let dry_run = query.dry_run()? || body_dry_run;
+        let policy = query
+            .propagation_policy
+            .clone()
+            .or_else(|| opts.propagation_policy.clone());
         let orphan = query.orphan_dependents.as_deref() == Some("true")
-            || opts.get("orphanDependents").and_then(Value::as_bool) == Some(true);
-        let grace =
-            match query.grace_period_seconds.as_deref() {
-                Some(s) => Some(s.parse::<i64>().map_err(|_| {
-                    ApiError::bad_request(format!("invalid gracePeriodSeconds {s:?}"))
-                })?),
-                None => opts.get("gracePeriodSeconds").and_then(Value::as_i64),
-            };
+            || opts.orphan_dependents == Some(true);
+        let grace = match query.grace_period_seconds.as_deref() {
+            Some(s) => Some(s.parse::<i64>().map_err(|_| {
+                ApiError::bad_request(format!(
+                    "invalid gracePeriodSeconds {s:?}: must be an integer"
+                ))
+            })?),
+            None => opts.grace_period_seconds,
+        };
+        if grace.is_some_and(|g| g < 0) {
+            return Err(ApiError::bad_request(
+                "gracePeriodSeconds must not be negative",
+            ));
+        }
         let policy_finalizer = match policy.as_deref() {
             Some("Foreground") => Some("foregroundDeletion"),
             Some("Orphan") => Some("orphan"),
@@ -1268,10 +1318,19 @@ impl Api {
                 )));
             }
         };
+        if t.rt.kind == "Namespace"
+            && !t.rt.is_custom()
+            && IMMORTAL_NAMESPACES.contains(&name.as_str())
+        {
+            return Err(ApiError::forbidden(format!(
+                "namespaces \"{name}\" is forbidden: this namespace may not be deleted"
+            ))
+            .with_details(json!({"name": name, "kind": "namespaces"})));
+        }
         for _ in 0..5 {
             let (current, rev) = self.current(t).await?;
-            if let Some(pre) = opts.get("preconditions") {
-                if let Some(uid) = pre.get("uid").and_then(Value::as_str)
+            if let Some(pre) = &opts.preconditions {
+                if let Some(uid) = pre.uid.as_deref()
                     && uid != meta_str(&current, "uid")
                 {
                     return Err(ApiError::conflict(
@@ -1282,7 +1341,7 @@ impl Api {
                         ),
                     ));
                 }
-                if let Some(prv) = pre.get("resourceVersion").and_then(Value::as_str)
+                if let Some(prv) = pre.resource_version.as_deref()
                     && prv != rev.to_string()
                 {
                     return Err(ApiError::conflict(
@@ -1393,7 +1452,7 @@ impl Api {
                 .await
             {
                 Ok(_) => {
-                    self.after_write(&t.rt);
+                    self.after_delete(&t.rt, &current).await;
                     if t.rt.kind == "Pod" || t.rt.kind == "Namespace" || t.rt.is_custom() {
                         return Ok(Reply::ok(current));
                     }
@@ -1661,17 +1720,8 @@ impl Api {
         let doc = request::decode_json(body)?;
         let patched = match ct {
             "application/json-patch+json" => {
-                let p: json_patch::Patch = serde_json::from_value(doc).map_err(|e| {
-                    ApiError::bad_request(format!("the JSON patch is malformed: {e}"))
-                })?;
                 let mut s = scale;
-                json_patch::patch(&mut s, &p).map_err(|e| {
-                    ApiError::new(
-                        422,
-                        "Invalid",
-                        format!("the JSON patch could not be applied: {e}"),
-                    )
-                })?;
+                apply_json_patch(&mut s, &doc)?;
                 s
             }
             _ => {
@@ -1707,6 +1757,66 @@ fn apply_error(t: &Target, e: patch::ssa::ApplyError) -> ApiError {
     }
 }
 
+/// `metadata`, when present, must be an object (never silently replaced).
+fn check_metadata_shape(obj: &Value) -> ApiResult<()> {
+    match obj.get("metadata") {
+        None | Some(Value::Object(_)) => Ok(()),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "metadata must be an object, not {}",
+            match other {
+                Value::Null => "null",
+                Value::Bool(_) => "a boolean",
+                Value::Number(_) => "a number",
+                Value::String(_) => "a string",
+                Value::Array(_) => "a list",
+                Value::Object(_) => "an object",
+            }
+        ))),
+    }
+}
+
+/// Decode a DELETE body (`DeleteOptions`), strictly: a malformed one is a bad request, never
+/// a delete with options silently dropped.
+fn decode_delete_options(
+    body: &[u8],
+) -> ApiResult<k8s_openapi::apimachinery::pkg::apis::meta::v1::DeleteOptions> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Default::default());
+    }
+    let v = request::decode_json(body)?;
+    if !v.is_object() {
+        return Err(ApiError::bad_request(
+            "the body of a DELETE must be a DeleteOptions object",
+        ));
+    }
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        ApiError::bad_request(format!(
+            "invalid DeleteOptions: {}: {}",
+            e.path(),
+            e.inner()
+        ))
+    })
+}
+
+/// Apply an RFC 6902 JSON patch. A body that is not a list of operations is a bad request;
+/// operations that cannot be applied make the request invalid (422), as in Kubernetes.
+fn apply_json_patch(doc: &mut Value, patch: &Value) -> ApiResult<()> {
+    if !patch.is_array() {
+        return Err(ApiError::bad_request(
+            "the JSON patch must be a JSON array of operations ({\"op\": ..., \"path\": ...})",
+        ));
+    }
+    let p: json_patch::Patch = serde_json::from_value(patch.clone())
+        .map_err(|e| ApiError::new(422, "Invalid", format!("the JSON patch is invalid: {e}")))?;
+    json_patch::patch(doc, &p).map_err(|e| {
+        ApiError::new(
+            422,
+            "Invalid",
+            format!("the JSON patch could not be applied: {e}"),
+        )
+    })
+}
+
 /// Whether `metadata.generation` is maintained for this object.
 fn tracks_generation(rt: &ResourceType, obj: &Value) -> bool {
     rt.is_custom()
@@ -1737,6 +1847,20 @@ fn set_pointer(obj: &mut Value, ptr: &str, v: Value) {
         cur = o.entry(p.to_string()).or_insert_with(|| json!({}));
     }
 }
+
+/// Namespaces carry their name as the label `kubernetes.io/metadata.name`, always.
+fn namespace_name_label(obj: &mut Value) {
+    let name = meta_str(obj, "name").to_string();
+    let meta = super::object::meta_mut(obj);
+    let labels = meta.entry("labels").or_insert_with(|| json!({}));
+    if !labels.is_object() {
+        *labels = json!({});
+    }
+    labels["kubernetes.io/metadata.name"] = json!(name);
+}
+
+/// Namespaces that may never be deleted.
+const IMMORTAL_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
 
 /// Secret `stringData` is folded into `data` (base64) on write.
 fn fold_string_data(obj: &mut Value) {

@@ -16,6 +16,9 @@ use super::object::{decode_stored, is_deleting, meta_str};
 use super::request::Query;
 use crate::store::WriteOp;
 
+/// The finalizer that makes a CRD's deletion wait until its objects are gone.
+pub const CRD_CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
+
 /// Namespaces every cluster has from the first start.
 pub const DEFAULT_NAMESPACES: &[&str] =
     &["default", "kube-system", "kube-public", "kube-node-lease"];
@@ -44,6 +47,79 @@ impl Api {
         Ok(())
     }
 
+    /// The `kubernetes` Service in `default` (the first address of the service range), and
+    /// its Endpoints pointing at this API server, as every cluster has.
+    pub async fn ensure_kubernetes_service(&self) -> anyhow::Result<()> {
+        let catalog = self.registry.snapshot();
+        let (Some(svc_rt), Some(ep_rt)) = (
+            catalog.lookup("", "v1", "services"),
+            catalog.lookup("", "v1", "endpoints"),
+        ) else {
+            anyhow::bail!("services or endpoints are not served");
+        };
+        let (host, port) = self
+            .config
+            .advertise_address
+            .rsplit_once(':')
+            .map(|(h, p)| {
+                (
+                    h.trim_matches(['[', ']']).to_string(),
+                    p.parse::<u16>().unwrap_or(6443),
+                )
+            })
+            .unwrap_or_else(|| ("127.0.0.1".to_string(), 6443));
+        if self
+            .store
+            .get("/registry/core/services/default/kubernetes")
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let q = Query {
+            field_manager: Some("kube-apiserver".into()),
+            ..Default::default()
+        };
+        let h = axum::http::HeaderMap::new();
+        let svc = Target {
+            rt: svc_rt,
+            namespace: Some("default".into()),
+            name: None,
+            subresource: None,
+        };
+        let body = json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                "labels": {"component": "apiserver", "provider": "kubernetes"}},
+            "spec": {"type": "ClusterIP", "clusterIP": self.kubernetes_service_ip().to_string(),
+                "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}],
+                "sessionAffinity": "None"},
+        });
+        match self.create(&svc, body, &q, &h).await {
+            Ok(_) => {}
+            Err(e) if e.reason == "AlreadyExists" => {}
+            Err(e) => anyhow::bail!("creating the kubernetes Service: {e}"),
+        }
+        let ep = Target {
+            rt: ep_rt,
+            namespace: Some("default".into()),
+            name: None,
+            subresource: None,
+        };
+        let body = json!({
+            "apiVersion": "v1", "kind": "Endpoints",
+            "metadata": {"name": "kubernetes", "namespace": "default",
+                "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+            "subsets": [{"addresses": [{"ip": host}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
+        });
+        match self.create(&ep, body, &q, &h).await {
+            Ok(_) => {}
+            Err(e) if e.reason == "AlreadyExists" => {}
+            Err(e) => anyhow::bail!("creating the kubernetes Endpoints: {e}"),
+        }
+        Ok(())
+    }
+
     /// Rebuild the catalog from the stored CRDs.
     pub async fn reload_crds(&self) -> anyhow::Result<()> {
         let page = self
@@ -59,8 +135,75 @@ impl Api {
             .iter()
             .filter_map(|kv| decode_stored(kv).ok())
             .collect();
-        self.registry.set_crds(&crds);
+        // A CRD being deleted no longer serves its resource.
+        let live: Vec<Value> = crds.iter().filter(|c| !is_deleting(c)).cloned().collect();
+        self.registry.set_crds(&live);
+        for crd in crds.iter().filter(|c| is_deleting(c)) {
+            self.finalize_crd(crd).await;
+        }
         Ok(())
+    }
+
+    /// Delete every object of a CRD that is being deleted, then release the CRD.
+    async fn finalize_crd(&self, crd: &Value) {
+        let name = meta_str(crd, "name").to_string();
+        if !super::object::finalizers(crd)
+            .iter()
+            .any(|f| f == CRD_CLEANUP_FINALIZER)
+        {
+            return;
+        }
+        // Every version of a CRD stores under the same prefix.
+        if let Some(t) = super::resources::crd_types(crd).into_iter().next() {
+            let prefix = t.key_prefix(None);
+            let Ok(page) = self.store.list(&prefix, None, 0).await else {
+                return;
+            };
+            for kv in page.items {
+                let op = WriteOp::Delete {
+                    key: kv.key.clone(),
+                    expected_revision: None,
+                };
+                match self.store.write(op).await {
+                    Ok(_) | Err(crate::store::StoreError::NotFound(_)) => {}
+                    Err(e) => {
+                        tracing::warn!(crd = %name, key = %kv.key, error = %e, "deleting a custom resource");
+                        return;
+                    }
+                }
+            }
+        }
+        let Some(rt) = self.registry.snapshot().lookup(
+            "apiextensions.k8s.io",
+            "v1",
+            "customresourcedefinitions",
+        ) else {
+            return;
+        };
+        let mut updated = crd.clone();
+        let rest: Vec<String> = super::object::finalizers(crd)
+            .into_iter()
+            .filter(|f| f != CRD_CLEANUP_FINALIZER)
+            .collect();
+        super::object::set_meta(&mut updated, "finalizers", json!(rest));
+        let t = Target {
+            rt,
+            namespace: None,
+            name: Some(name.clone()),
+            subresource: None,
+        };
+        let q = Query {
+            field_manager: Some("apiextensions-controller".into()),
+            ..Default::default()
+        };
+        if let Err(e) = self
+            .update(&t, updated, &q, &axum::http::HeaderMap::new())
+            .await
+            && e.code != 404
+            && e.code != 409
+        {
+            tracing::warn!(crd = %name, error = %e, "releasing a deleted CRD");
+        }
     }
 
     /// Run the background duties until the process ends.
@@ -165,7 +308,7 @@ impl Api {
             for rt in catalog.all().filter(|t| t.namespaced) {
                 left += self
                     .store
-                    .count(&rt.key_prefix(Some(&name)))
+                    .count(&rt.key_prefix(Some(&name)), None)
                     .await
                     .unwrap_or(1);
             }

@@ -4,6 +4,7 @@
 //! → [`crate::store::Store`]. Everything about the shape of objects (types, schemas,
 //! patches, selectors, tables) lives in the modules beside them and is pure.
 
+pub mod allocator;
 pub mod discovery;
 pub mod handlers;
 pub mod lifecycle;
@@ -38,6 +39,10 @@ pub struct ApiConfig {
     pub bookmark_interval: Duration,
     /// The address clients are told to use (`/api`'s serverAddressByClientCIDRs).
     pub advertise_address: String,
+    /// The range Service cluster IPs come from (IPv4).
+    pub service_cidr: (std::net::Ipv4Addr, u8),
+    /// The range of NodePorts.
+    pub node_ports: std::ops::RangeInclusive<u16>,
 }
 
 impl Default for ApiConfig {
@@ -45,6 +50,8 @@ impl Default for ApiConfig {
         ApiConfig {
             bookmark_interval: Duration::from_secs(30),
             advertise_address: "127.0.0.1:6443".into(),
+            service_cidr: (std::net::Ipv4Addr::new(10, 43, 0, 0), 16),
+            node_ports: 30000..=32767,
         }
     }
 }

@@ -122,13 +122,29 @@ impl ResourceType {
 fn normalize<T: DeserializeOwned + Serialize>(v: Value) -> Result<Value, String> {
     let typed: T = serde_path_to_error::deserialize(v).map_err(|e| {
         let path = e.path().to_string();
+        let inner = go_style_message(&e.inner().to_string());
         if path == "." || path.is_empty() {
-            e.inner().to_string()
+            inner
         } else {
-            format!("{path}: {}", e.inner())
+            format!("{path}: {inner}")
         }
     })?;
     serde_json::to_value(typed).map_err(|e| e.to_string())
+}
+
+/// Word decoding errors the way Kubernetes (Go) does where clients look for the words.
+fn go_style_message(msg: &str) -> String {
+    // The base64 crate says "Invalid symbol 33, offset 0."; Go says
+    // "illegal base64 data at input byte 0".
+    if let Some(rest) = msg.split("offset ").nth(1).filter(|_| {
+        msg.starts_with("Invalid symbol")
+            || msg.starts_with("Invalid last symbol")
+            || msg.starts_with("Invalid byte")
+    }) {
+        let offset: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        return format!("illegal base64 data at input byte {offset}");
+    }
+    msg.to_string()
 }
 
 struct Builtin {

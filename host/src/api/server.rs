@@ -97,7 +97,42 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-async fn openapi_v2(State(api): State<Arc<Api>>) -> Response {
+/// The gnostic protobuf form of the v2 document is served as just its header (swagger
+/// version and info, no definitions): clients that ask for protobuf (kubectl's fallback for
+/// kinds the v3 documents do not list) then skip client-side validation, and the full schemas
+/// are in the JSON form and in `/openapi/v3`.
+fn openapi_v2_protobuf_header() -> Vec<u8> {
+    fn field(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
+        out.push(tag << 3 | 2);
+        let mut n = bytes.len();
+        while n >= 0x80 {
+            out.push((n as u8 & 0x7f) | 0x80);
+            n >>= 7;
+        }
+        out.push(n as u8);
+        out.extend_from_slice(bytes);
+    }
+    let mut info = vec![];
+    field(&mut info, 1, b"Kubernetes");
+    field(&mut info, 2, KUBE_VERSION.as_bytes());
+    let mut doc = vec![];
+    field(&mut doc, 1, b"2.0");
+    field(&mut doc, 2, &info);
+    doc
+}
+
+async fn openapi_v2(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let json_first = accept.split(',').next().is_some_and(|a| a.contains("json"));
+    if accept.contains("protobuf") && !json_first {
+        return bytes_reply(
+            openapi_v2_protobuf_header(),
+            "application/com.github.proto-openapi.spec.v2.v1.0+protobuf",
+        );
+    }
     let docs = api.openapi.docs(&api.registry.snapshot());
     bytes_reply(docs.v2.clone(), "application/json")
 }

@@ -94,10 +94,16 @@ pub enum StoreError {
     },
     /// The requested revision has been compacted; the oldest still available is `oldest`.
     #[error("revision {requested} has been compacted (oldest available {oldest})")]
-    Compacted { requested: Revision, oldest: Revision },
+    Compacted {
+        requested: Revision,
+        oldest: Revision,
+    },
     /// The requested revision is in the future.
     #[error("revision {requested} is newer than the store's current revision {current}")]
-    FutureRevision { requested: Revision, current: Revision },
+    FutureRevision {
+        requested: Revision,
+        current: Revision,
+    },
     #[error("store is closed")]
     Closed,
     #[error("storage error: {0}")]
@@ -136,8 +142,8 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> StoreResult<ListResult>;
 
-    /// Count the keys under `prefix`.
-    async fn count(&self, prefix: &str) -> StoreResult<u64>;
+    /// Count the keys under `prefix` (strictly after `start_after` if given).
+    async fn count(&self, prefix: &str, start_after: Option<&str>) -> StoreResult<u64>;
 
     /// Apply one write. Durable (fsynced) before it returns Ok.
     async fn write(&self, op: WriteOp) -> StoreResult<WriteResult>;

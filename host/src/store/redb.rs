@@ -361,10 +361,11 @@ impl Store for RedbStore {
             .map_err(internal("list task"))?
     }
 
-    async fn count(&self, prefix: &str) -> StoreResult<u64> {
+    async fn count(&self, prefix: &str, start_after: Option<&str>) -> StoreResult<u64> {
         let shared = self.shared.clone();
         let prefix = prefix.to_owned();
-        tokio::task::spawn_blocking(move || shared.count(&prefix))
+        let start_after = start_after.map(str::to_owned);
+        tokio::task::spawn_blocking(move || shared.count(&prefix, start_after.as_deref()))
             .await
             .map_err(internal("count task"))?
     }
@@ -480,19 +481,27 @@ impl Shared {
         })
     }
 
-    fn count(&self, prefix: &str) -> StoreResult<u64> {
+    fn count(&self, prefix: &str, start_after: Option<&str>) -> StoreResult<u64> {
         let txn = self.begin_read()?;
         let objects = txn
             .open_table(OBJECTS)
             .map_err(internal("open table objects"))?;
+        let from = match start_after {
+            Some(k) if k >= prefix => k,
+            _ => prefix,
+        };
         let range = objects
-            .range::<&str>(prefix..)
+            .range::<&str>(from..)
             .map_err(internal("count objects"))?;
         let mut count = 0;
         for entry in range {
             let (key, _) = entry.map_err(internal("count objects"))?;
-            if !key.value().starts_with(prefix) {
+            let key = key.value();
+            if !key.starts_with(prefix) {
                 break;
+            }
+            if start_after == Some(key) {
+                continue;
             }
             count += 1;
         }
@@ -1322,10 +1331,14 @@ mod tests {
 
         let pods = store.list("/registry/pods/", None, 0).await.expect("list");
         assert_eq!(pods.items.len(), 7);
-        assert_eq!(store.count("/registry/pods/ns1/").await, Ok(5));
-        assert_eq!(store.count("/registry/pods/").await, Ok(7));
-        assert_eq!(store.count("/registry/").await, Ok(8));
-        assert_eq!(store.count("/registry/nodes/").await, Ok(0));
+        assert_eq!(store.count("/registry/pods/ns1/", None).await, Ok(5));
+        assert_eq!(store.count("/registry/pods/", None).await, Ok(7));
+        assert_eq!(store.count("/registry/", None).await, Ok(8));
+        assert_eq!(store.count("/registry/nodes/", None).await, Ok(0));
+        // Counting after a key: what a paginated list has left.
+        let page = store.list("/registry/pods/", None, 3).await.unwrap();
+        let last = page.items.last().unwrap().key.clone();
+        assert_eq!(store.count("/registry/pods/", Some(&last)).await, Ok(4));
         let none = store.list("/registry/nodes/", None, 0).await.expect("list");
         assert!(none.items.is_empty());
         assert_eq!(none.revision, 8);
@@ -1410,7 +1423,7 @@ mod tests {
         let n = (tasks * per_task) as u64;
         assert_eq!(all, (1..=n).collect::<Vec<_>>(), "distinct, contiguous");
         assert_eq!(store.current_revision(), n);
-        assert_eq!(store.count("/registry/c/").await, Ok(n));
+        assert_eq!(store.count("/registry/c/", None).await, Ok(n));
         let stats = store.stats();
         assert_eq!(stats.committed_requests, n);
         assert!(stats.largest_batch > 1, "no batching: {stats:?}");

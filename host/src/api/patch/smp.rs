@@ -657,6 +657,15 @@ fn merge_map(
         };
         let field_path = path.field(&key);
 
+        if is_delete_list && !patch_value.is_array() {
+            return Err(PatchError::BadPrimitiveList {
+                reason: format!(
+                    "the value of \"$deleteFromPrimitiveList/{key}\" must be a list of values to delete"
+                ),
+                path: path.render(),
+            });
+        }
+
         if patch_value.is_null() {
             original.shift_remove(&key);
             continue;
@@ -1807,6 +1816,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out["metadata"]["finalizers"], json!(["a", "b"]));
+    }
+
+    #[test]
+    fn delete_from_primitive_list_needs_a_list() {
+        let orig = json!({"metadata": {"finalizers": ["a"]}});
+        let patch = json!({"metadata": {"$deleteFromPrimitiveList/finalizers": 5}});
+        assert!(strategic_merge_patch(&orig, &patch, None).is_err());
     }
 
     #[test]
