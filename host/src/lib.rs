@@ -5,5 +5,6 @@
 
 pub mod api;
 pub mod bench;
+pub mod plugin;
 pub mod serve;
 pub mod store;
