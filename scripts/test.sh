@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit, integration and end-to-end tests (the real
-# kubectl against a real `tug server`), then the API benchmark in release mode.
+# kubectl against a real `tug server`), the Wasm plugins' own tests, then the API benchmark
+# in release mode.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -11,8 +12,15 @@ export CARGO_TERM_COLOR=never
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+cargo fmt --manifest-path plugins/Cargo.toml --all -- --check
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
+echo "== Wasm plugins (wasm32-wasip2)"
+TUG_PLUGIN_WASM_DIR="$(bash scripts/build-plugins.sh | tail -n 1)"
+export TUG_PLUGIN_WASM_DIR
+cargo clippy --manifest-path plugins/Cargo.toml --target wasm32-wasip2 \
+  --target-dir "${CARGO_TARGET_DIR}-plugins" -- -D warnings
+cargo test --manifest-path plugins/Cargo.toml --target-dir "${CARGO_TARGET_DIR}-plugins-native"
 echo "== cargo test"
 cargo test --workspace -- --test-threads="${TUG_TEST_THREADS:-4}"
 if [[ "${TUG_SKIP_BENCH:-0}" != 1 ]]; then

@@ -510,12 +510,16 @@ impl Api {
             }
         }
         let obj = match &rt.source {
-            Source::Builtin { normalize, .. } => normalize(obj).map_err(|e| {
-                ApiError::bad_request(format!(
-                    "{} in version \"{}\" cannot be handled as a {}: {e}",
-                    rt.kind, rt.version, rt.kind
-                ))
-            })?,
+            Source::Builtin { normalize, .. } => {
+                let mut obj = normalize(obj).map_err(|e| {
+                    ApiError::bad_request(format!(
+                        "{} in version \"{}\" cannot be handled as a {}: {e}",
+                        rt.kind, rt.version, rt.kind
+                    ))
+                })?;
+                super::defaults::apply_defaults(&rt.group, &rt.kind, &mut obj);
+                obj
+            }
             Source::Custom { schema, .. } => {
                 let mut obj = obj;
                 validation::prune(&mut obj, schema);
@@ -707,6 +711,16 @@ impl Api {
         });
     }
 
+    /// The type-specific validation of a built-in object (422 with field causes).
+    fn validate_kind(&self, t: &Target, obj: &Value, old: Option<&Value>) -> ApiResult<()> {
+        let errors = super::kinds::validate(&t.rt.group, &t.rt.kind, obj, old);
+        if errors.is_empty() {
+            return Ok(());
+        }
+        let causes = errors.iter().map(|e| e.to_cause()).collect();
+        Err(ApiError::invalid(&t.subject(meta_str(obj, "name")), causes))
+    }
+
     /// Kind-specific changes on create (what Kubernetes' strategies do in PrepareForCreate).
     fn prepare_create(&self, rt: &ResourceType, obj: &mut Value) {
         let keep_status = matches!(rt.kind.as_str(), "Node" | "Event") && !rt.is_custom();
@@ -831,6 +845,12 @@ impl Api {
         .await?;
         self.prepare_create(&t.rt, &mut obj);
         self.stamp_new(&t.rt, &mut obj);
+        if !t.rt.is_custom() {
+            if t.rt.kind == "Job" && t.rt.group == "batch" {
+                super::defaults::job_prepare_for_create(&mut obj);
+            }
+            self.validate_kind(t, &obj, None)?;
+        }
         self.record_fields(&t.rt, None, &mut obj, manager, None);
         let key = t.rt.key(t.namespace.as_deref(), &name);
         let subject = t.subject(&name);
@@ -959,6 +979,19 @@ impl Api {
                 if t.rt.kind == "CustomResourceDefinition" && !t.rt.is_custom() {
                     crd_status(&mut new);
                 }
+                if t.rt.kind == "Service" && !t.rt.is_custom() {
+                    // The allocated addresses stay unless the client names them.
+                    for f in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
+                        if new.pointer(&format!("/spec/{f}")).is_none()
+                            && let (Some(v), Some(spec)) = (
+                                current.pointer(&format!("/spec/{f}")).cloned(),
+                                new.get_mut("spec").and_then(Value::as_object_mut),
+                            )
+                        {
+                            spec.insert(f.to_string(), v);
+                        }
+                    }
+                }
             }
         }
         // Identity and system fields come from the stored object.
@@ -984,6 +1017,9 @@ impl Api {
             if let Some(s) = current.get("spec") {
                 new["spec"] = s.clone();
             }
+        }
+        if sub.is_none() && !t.rt.is_custom() {
+            self.validate_kind(t, &new, Some(&current))?;
         }
         if tracks_generation(&t.rt, &new) {
             let ignore_status = true;

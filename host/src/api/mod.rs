@@ -5,8 +5,10 @@
 //! patches, selectors, tables) lives in the modules beside them and is pure.
 
 pub mod allocator;
+pub mod defaults;
 pub mod discovery;
 pub mod handlers;
+pub mod kinds;
 pub mod lifecycle;
 pub mod object;
 pub mod openapi;
