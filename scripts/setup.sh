@@ -8,6 +8,10 @@ command -v cc >/dev/null || need_apt+=(build-essential)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v python3 >/dev/null || need_apt+=(python3)
+# The JavaScript and Python example policies (scripts/build-polyglot-plugins.sh) need Node.js
+# with npm and python3 with venv; their build scripts install the rest per project.
+command -v npm >/dev/null || need_apt+=(nodejs npm)
+python3 -c 'import ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 if ((${#need_apt[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
@@ -22,6 +26,14 @@ if ! command -v kubectl >/dev/null; then
     echo "setup: kubectl is required for the end-to-end tests and could not be installed" >&2
     exit 1
   }
+fi
+
+if [[ ! -x /usr/bin/docker-registry ]]; then
+  # The OCI registry (CNCF distribution) that the plugin push/pull tests run on loopback.
+  # The package's own service is not needed: the tests start their own registry processes.
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq docker-registry
 fi
 
 if command -v rustup >/dev/null; then

@@ -3,8 +3,11 @@
 //!
 //! Dependencies point one way: `api` → `store`. See ARCHITECTURE.md for the map.
 
+#![recursion_limit = "256"]
+
 pub mod api;
 pub mod bench;
+pub mod cli;
 pub mod plugin;
 pub mod serve;
 pub mod store;

@@ -36,6 +36,11 @@ enum Cmd {
         #[command(subcommand)]
         which: tugboat::bench::BenchCmd,
     },
+    /// Build, inspect, push and pull Wasm plugin components.
+    Plugin {
+        #[command(subcommand)]
+        cmd: tugboat::cli::plugin::PluginCmd,
+    },
 }
 
 fn init_tracing() {
@@ -78,6 +83,7 @@ fn main() -> Result<()> {
                 Ok(())
             }
             Cmd::Bench { which } => tugboat::bench::run(which).await,
+            Cmd::Plugin { cmd } => tugboat::cli::plugin::run(cmd).await,
         }
     })
 }

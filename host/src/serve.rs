@@ -41,6 +41,7 @@ pub async fn start(opts: ServerOptions) -> Result<Running> {
     let creds = api::pki::ensure(&opts.data_dir, &addr)?;
     let config = ApiConfig {
         advertise_address: addr.to_string(),
+        data_dir: Some(opts.data_dir.clone()),
         ..Default::default()
     };
     let api = Api::new(store, config);
@@ -51,7 +52,11 @@ pub async fn start(opts: ServerOptions) -> Result<Running> {
     api.ensure_kubernetes_service()
         .await
         .context("creating the kubernetes Service")?;
+    api.ensure_plugin_crd()
+        .await
+        .context("installing the Plugin CRD")?;
     api.spawn_lifecycle();
+    api.spawn_plugin_loop();
     let auth = server::Auth {
         tokens: Arc::new(vec![creds.admin_token.clone()]),
     };

@@ -851,6 +851,21 @@ impl Api {
             }
             self.validate_kind(t, &obj, None)?;
         }
+        let dry_run = query.dry_run()?;
+        let mut warnings = warnings;
+        let mut admitted = Some(obj);
+        let attrs = super::admission::Attributes {
+            operation: crate::plugin::Operation::Create,
+            target: t,
+            name: &name,
+            old: None,
+            dry_run,
+        };
+        warnings.extend(self.admit(attrs, &mut admitted).await?);
+        let mut obj = admitted.unwrap_or_default();
+        if !t.rt.is_custom() {
+            self.validate_kind(t, &obj, None)?;
+        }
         self.record_fields(&t.rt, None, &mut obj, manager, None);
         let key = t.rt.key(t.namespace.as_deref(), &name);
         let subject = t.subject(&name);
@@ -1043,6 +1058,20 @@ impl Api {
                     t.rt.plural
                 )));
             }
+        }
+        let mut warnings = warnings;
+        let mut admitted = Some(new);
+        let attrs = super::admission::Attributes {
+            operation: crate::plugin::Operation::Update,
+            target: t,
+            name: &name,
+            old: Some(&current),
+            dry_run,
+        };
+        warnings.extend(self.admit(attrs, &mut admitted).await?);
+        let mut new = admitted.unwrap_or_default();
+        if sub.is_none() && !t.rt.is_custom() {
+            self.validate_kind(t, &new, Some(&current))?;
         }
         self.record_fields(&t.rt, Some(&current), &mut new, manager, sub);
         remove_meta(&mut new, "resourceVersion");
@@ -1388,6 +1417,14 @@ impl Api {
                     ));
                 }
             }
+            let attrs = super::admission::Attributes {
+                operation: crate::plugin::Operation::Delete,
+                target: t,
+                name: &name,
+                old: Some(&current),
+                dry_run,
+            };
+            self.admit(attrs, &mut None).await?;
             let mut fins = finalizers(&current);
             if let Some(pf) = policy_finalizer
                 && !fins.iter().any(|f| f == pf)

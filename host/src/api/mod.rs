@@ -4,6 +4,7 @@
 //! → [`crate::store::Store`]. Everything about the shape of objects (types, schemas,
 //! patches, selectors, tables) lives in the modules beside them and is pure.
 
+pub mod admission;
 pub mod allocator;
 pub mod defaults;
 pub mod discovery;
@@ -45,6 +46,8 @@ pub struct ApiConfig {
     pub service_cidr: (std::net::Ipv4Addr, u8),
     /// The range of NodePorts.
     pub node_ports: std::ops::RangeInclusive<u16>,
+    /// The data directory (plugin blobs and compiled-plugin cache live under it).
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ApiConfig {
@@ -54,6 +57,7 @@ impl Default for ApiConfig {
             advertise_address: "127.0.0.1:6443".into(),
             service_cidr: (std::net::Ipv4Addr::new(10, 43, 0, 0), 16),
             node_ports: 30000..=32767,
+            data_dir: None,
         }
     }
 }
@@ -66,16 +70,20 @@ pub struct Api {
     pub config: ApiConfig,
     /// Poked after a CRD write so the catalog is rebuilt.
     pub crds_changed: tokio::sync::Notify,
+    /// The admission plugins and the blob store of components.
+    pub admission: admission::Admission,
 }
 
 impl Api {
     pub fn new(store: Arc<dyn Store>, config: ApiConfig) -> Arc<Self> {
+        let admission = admission::Admission::new(config.data_dir.as_deref());
         Arc::new(Api {
             store,
             registry: resources::Registry::new(),
             openapi: openapi::OpenApi::new(KUBE_VERSION),
             config,
             crds_changed: tokio::sync::Notify::new(),
+            admission,
         })
     }
 }

@@ -216,12 +216,18 @@ fn op(rt: &ResourceType, action: &str, def: &str, body: bool, extra: &[&str]) ->
     });
     if body {
         let ct = if action == "patch" {
-            json!({
+            let mut ct = json!({
                 "application/json-patch+json": {"schema": {"type": "object"}},
                 "application/merge-patch+json": {"schema": {"type": "object"}},
-                "application/strategic-merge-patch+json": {"schema": {"type": "object"}},
                 "application/apply-patch+yaml": {"schema": {"type": "object"}},
-            })
+            });
+            // kubectl sends strategic merge patches only where the operation accepts them;
+            // custom resources do not (as in Kubernetes), so it falls back to merge patch.
+            if !rt.is_custom() {
+                ct["application/strategic-merge-patch+json"] =
+                    json!({"schema": {"type": "object"}});
+            }
+            ct
         } else {
             json!({"application/json": {"schema": schema}})
         };

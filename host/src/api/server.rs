@@ -154,6 +154,38 @@ async fn openapi_v3_gv(State(api): State<Arc<Api>>, uri: Uri) -> Response {
     }
 }
 
+/// `PUT /tugboat/v1/blobs`: store a Wasm component in the server's content-addressed blob
+/// store (components can be tens of MB, so they never go inside API objects); answers the
+/// digest a `Plugin`'s `spec.source.blob` names.
+async fn put_blob(State(api): State<Arc<Api>>, body: Body) -> Response {
+    let limited = http_body_util::Limited::new(body, super::admission::MAX_BLOB_BYTES);
+    let bytes = match http_body_util::BodyExt::collect(limited).await {
+        Ok(c) => c.to_bytes(),
+        Err(e) => {
+            return if e
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                ApiError::too_large(super::admission::MAX_BLOB_BYTES).into_response()
+            } else {
+                ApiError::bad_request(format!("reading the blob: {e}")).into_response()
+            };
+        }
+    };
+    if !bytes.starts_with(b"\0asm") {
+        return ApiError::bad_request("the blob is not a WebAssembly binary (no \\0asm header)")
+            .into_response();
+    }
+    match api.admission.put_blob(&bytes) {
+        Ok(digest) => {
+            let mut r = json_reply(&json!({"digest": digest, "size": bytes.len()}));
+            *r.status_mut() = StatusCode::CREATED;
+            r
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
 /// Everything under /api and /apis.
 async fn dispatch(
     State(api): State<Arc<Api>>,
@@ -223,6 +255,10 @@ pub fn router(api: Arc<Api>, auth: Auth) -> Router {
         .route("/openapi/v2", get(openapi_v2))
         .route("/openapi/v3", get(openapi_v3_index))
         .route("/openapi/v3/{*gv}", get(openapi_v3_gv))
+        .route(
+            "/tugboat/v1/blobs",
+            axum::routing::put(put_blob).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .fallback(dispatch)
         .with_state(api)
         .layer(middleware::from_fn_with_state(auth, authenticate))

@@ -52,6 +52,7 @@ mod health;
 mod host_api;
 mod logs;
 mod manifest;
+pub mod oci;
 mod runtime;
 mod slot;
 

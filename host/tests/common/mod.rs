@@ -6,7 +6,7 @@
 //! server's log is printed, so a failure can be diagnosed from the test output).
 
 // Each integration test binary compiles this module and uses only part of it.
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)]
 
 use std::cell::RefCell;
 use std::fs;
