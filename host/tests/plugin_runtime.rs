@@ -564,12 +564,13 @@ async fn compiled_components_are_cached_on_disk() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_swap_under_concurrent_calls_loses_no_call_and_rejects_broken_versions() {
+    // Generous deadlines: this test is about the swap, and a loaded 2-core CI machine can
+    // starve a debug build's first call on a new version past the default 100 ms.
     let version = |v: &str| {
-        plugin(
-            "add_label",
-            manifest(json!({"key": "version", "value": v})),
-            Arc::new(NoHostApi),
-        )
+        let mut m = manifest(json!({"key": "version", "value": v}));
+        m.limits.timeout_ms = 5_000;
+        m.limits.init_timeout_ms = 10_000;
+        plugin("add_label", m, Arc::new(NoHostApi))
     };
     let slot = Arc::new(PluginSlot::new("add-label"));
     slot.swap(version("v1")).await.unwrap();
