@@ -308,6 +308,20 @@ fn faults_are_contained_and_failure_policy_applies() {
             .unwrap_or(0);
         (n >= 1).then_some(())
     });
+    // `tug plugin upload` puts a component in the blob store through the kubeconfig.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tug"))
+        .args(["plugin", "upload"])
+        .arg(wasm_dir().join("faulty.wasm"))
+        .arg("--kubeconfig")
+        .arg(c.kubeconfig())
+        .output()
+        .expect("running tug plugin upload");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), faulty);
     // A component that is not Wasm is refused by the blob store.
     let junk = c.data_dir().join("junk.bin");
     std::fs::write(&junk, b"not wasm").expect("write junk");

@@ -36,6 +36,15 @@ pub enum PluginCmd {
         #[arg(short, long)]
         jobs: Option<u32>,
     },
+    /// Upload a component to the cluster's blob store; prints its digest (`sha256:…`), what
+    /// a Plugin's `spec.source.blob` names.
+    Upload {
+        /// The component (.wasm).
+        file: PathBuf,
+        /// The kubeconfig of the cluster (default: $KUBECONFIG, then ~/.kube/config).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+    },
     /// Show a component's digest, size, whether it fits the admission world, and its
     /// imports and exports.
     Inspect {
@@ -144,6 +153,12 @@ pub async fn run(cmd: PluginCmd) -> Result<()> {
                     .await
                     .context("the build task failed")??;
             println!("{} {digest}", path.display());
+            Ok(())
+        }
+        PluginCmd::Upload { file, kubeconfig } => {
+            let bytes = read_component(&file).await?;
+            let digest = upload(&bytes, kubeconfig).await?;
+            println!("{digest}");
             Ok(())
         }
         PluginCmd::Inspect { file } => {
@@ -481,6 +496,67 @@ fn render_type(ty: &Type, depth: usize) -> String {
             None => "stream".into(),
         },
     }
+}
+
+/// The server, CA and token of the current context of a kubeconfig.
+fn cluster_from_kubeconfig(path: Option<PathBuf>) -> Result<(String, String, String)> {
+    use base64::Engine;
+    let path = path
+        .or_else(|| std::env::var_os("KUBECONFIG").map(PathBuf::from))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".kube/config")))
+        .context("no kubeconfig: pass --kubeconfig or set KUBECONFIG")?;
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let kc: serde_json::Value =
+        serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let current = kc["current-context"].as_str().unwrap_or("");
+    let named = |list: &str, name: &str| {
+        kc[list]
+            .as_array()
+            .and_then(|a| a.iter().find(|e| e["name"].as_str() == Some(name)).cloned())
+            .unwrap_or(serde_json::Value::Null)
+    };
+    let ctx = named("contexts", current);
+    let cluster = named("clusters", ctx["context"]["cluster"].as_str().unwrap_or(""));
+    let user = named("users", ctx["context"]["user"].as_str().unwrap_or(""));
+    let server = cluster["cluster"]["server"]
+        .as_str()
+        .context("the kubeconfig names no server")?;
+    let addr = server
+        .strip_prefix("https://")
+        .context("only https servers are supported")?
+        .trim_end_matches('/')
+        .to_string();
+    let ca = cluster["cluster"]["certificate-authority-data"]
+        .as_str()
+        .context("the kubeconfig has no certificate-authority-data")?;
+    let ca = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(ca.trim())?)?;
+    let token = user["user"]["token"]
+        .as_str()
+        .context("the kubeconfig's user has no token")?;
+    Ok((addr, ca, token.to_string()))
+}
+
+/// PUT a component to the server's blob store.
+async fn upload(bytes: &[u8], kubeconfig: Option<PathBuf>) -> Result<String> {
+    let (addr, ca, token) = cluster_from_kubeconfig(kubeconfig)?;
+    let mut client = crate::bench::Client::connect(&addr, &ca, &token)
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    let (code, body) = client
+        .request("PUT", "/tugboat/v1/blobs", Some(bytes.to_vec()))
+        .await?;
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+    if code != 201 {
+        anyhow::bail!(
+            "the server refused the upload ({code}): {}",
+            v["message"].as_str().unwrap_or("no message")
+        );
+    }
+    v["digest"]
+        .as_str()
+        .map(str::to_string)
+        .context("the server answered no digest")
 }
 
 #[cfg(test)]
