@@ -731,7 +731,7 @@ impl Api {
             o.remove("status");
         }
         if rt.is_custom() || !rt.group.is_empty() && rt.group != "apiextensions.k8s.io" {
-            return self.prepare_common(rt, obj);
+            return;
         }
         match rt.kind.as_str() {
             "Namespace" => {
@@ -769,10 +769,7 @@ impl Api {
             }
             _ => {}
         }
-        self.prepare_common(rt, obj)
     }
-
-    fn prepare_common(&self, _rt: &ResourceType, _obj: &mut Value) {}
 
     /// Build the stored form of a new object: identity, timestamps, generation.
     fn stamp_new(&self, rt: &ResourceType, obj: &mut Value) {
@@ -1237,10 +1234,7 @@ impl Api {
                     return reply;
                 }
                 Some((current, rev)) => {
-                    let base = match t.subresource.as_deref() {
-                        Some("status") => current.clone(),
-                        _ => current.clone(),
-                    };
+                    let base = current.clone();
                     let patched = match ct {
                         "application/json-patch+json" => {
                             let mut doc = base;

@@ -19,6 +19,8 @@ use crate::store::WriteOp;
 /// The finalizer that makes a CRD's deletion wait until its objects are gone.
 pub const CRD_CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
 
+const NAMESPACE_PREFIX: &str = "/registry/core/namespaces/";
+
 /// Namespaces every cluster has from the first start.
 pub const DEFAULT_NAMESPACES: &[&str] =
     &["default", "kube-system", "kube-public", "kube-node-lease"];
@@ -231,16 +233,21 @@ impl Api {
         });
     }
 
-    async fn run_namespace_finalizer(self: &Arc<Self>) -> anyhow::Result<()> {
-        let prefix = "/registry/core/namespaces/";
-        let page = self.store.list(prefix, None, 0).await?;
+    /// Finalize every terminating namespace; returns the revision the list was read at.
+    async fn finalize_terminating_namespaces(self: &Arc<Self>) -> anyhow::Result<u64> {
+        let page = self.store.list(NAMESPACE_PREFIX, None, 0).await?;
         for kv in &page.items {
             let ns = decode_stored(kv)?;
             if is_deleting(&ns) {
                 self.finalize_namespace(&ns).await;
             }
         }
-        let mut w = self.store.watch(prefix, page.revision)?;
+        Ok(page.revision)
+    }
+
+    async fn run_namespace_finalizer(self: &Arc<Self>) -> anyhow::Result<()> {
+        let revision = self.finalize_terminating_namespaces().await?;
+        let mut w = self.store.watch(NAMESPACE_PREFIX, revision)?;
         let mut pending = tokio::time::interval(Duration::from_secs(2));
         loop {
             tokio::select! {
@@ -255,13 +262,7 @@ impl Api {
                 }
                 _ = pending.tick() => {
                     // Retry namespaces whose content was still going (finalizers of their own).
-                    let page = self.store.list(prefix, None, 0).await?;
-                    for kv in &page.items {
-                        let ns = decode_stored(kv)?;
-                        if is_deleting(&ns) {
-                            self.finalize_namespace(&ns).await;
-                        }
-                    }
+                    self.finalize_terminating_namespaces().await?;
                 }
             }
         }

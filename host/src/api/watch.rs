@@ -82,10 +82,6 @@ impl Api {
             .unwrap_or(DEFAULT_WATCH_TIMEOUT);
         let bookmarks = query.bookmarks();
         let send_initial = query.send_initial_events();
-        if let Some(name) = &t.name {
-            // A watch on /<resource>/<name> is a watch filtered to that name.
-            let _ = name;
-        }
         let prefix = t.rt.key_prefix(t.namespace.as_deref());
         let name_filter = t.name.clone();
 
