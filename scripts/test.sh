@@ -27,4 +27,6 @@ if [[ "${TUG_SKIP_BENCH:-0}" != 1 ]]; then
   echo "== tug bench api (release)"
   cargo build --release -p tugboat --bin tug
   "$CARGO_TARGET_DIR/release/tug" bench api
+  echo "== tug bench admission (release)"
+  "$CARGO_TARGET_DIR/release/tug" bench admission --wasm "$TUG_PLUGIN_WASM_DIR/deny_privileged.wasm"
 fi

@@ -30,6 +30,10 @@ enum Cmd {
         /// Revisions of change history kept for watches to resume from.
         #[arg(long, default_value_t = 100_000)]
         watch_history: u64,
+        /// Register this many hollow nodes whose pods become Running and Ready without
+        /// containers (tests, scale runs, benchmarks).
+        #[arg(long, default_value_t = 0)]
+        simulated_nodes: usize,
     },
     /// Benchmarks that print their figures.
     Bench {
@@ -64,11 +68,13 @@ fn main() -> Result<()> {
                 data_dir,
                 listen,
                 watch_history,
+                simulated_nodes,
             } => {
                 let running = tugboat::serve::start(tugboat::serve::ServerOptions {
                     data_dir,
                     listen,
                     watch_history,
+                    simulated_nodes,
                 })
                 .await?;
                 println!(

@@ -17,6 +17,20 @@ pub struct ServerOptions {
     pub listen: SocketAddr,
     /// How many revisions of change history watches can resume from.
     pub watch_history: u64,
+    /// Hollow nodes to register (`crate::node::simulated`); 0 for none.
+    pub simulated_nodes: usize,
+}
+
+impl ServerOptions {
+    /// Options for `data_dir` on `listen`, with the defaults of `tug server`.
+    pub fn new(data_dir: PathBuf, listen: SocketAddr) -> Self {
+        ServerOptions {
+            data_dir,
+            listen,
+            watch_history: 100_000,
+            simulated_nodes: 0,
+        }
+    }
 }
 
 /// A started server.
@@ -25,6 +39,10 @@ pub struct Running {
     pub addr: SocketAddr,
     pub kubeconfig: PathBuf,
     pub serve: tokio::task::JoinHandle<Result<()>>,
+    /// The reconcile engine (controllers, informers, leader election).
+    pub engine: Arc<crate::engine::Engine>,
+    /// The hollow nodes, if any (they stop when dropped).
+    pub simulated: Option<crate::node::simulated::SimulatedNodes>,
 }
 
 /// Start everything and return once the API is listening.
@@ -55,7 +73,20 @@ pub async fn start(opts: ServerOptions) -> Result<Running> {
     api.ensure_plugin_crd()
         .await
         .context("installing the Plugin CRD")?;
+    api.ensure_builtin_plugins()
+        .await
+        .context("installing the built-in plugins")?;
     api.spawn_lifecycle();
+    // The reconcile engine runs the controller plugins (built-in and applied ones).
+    let engine = Arc::new(crate::engine::Engine::new(
+        Arc::new(crate::api::client::LocalClient::new(
+            api.clone(),
+            "tugboat-controller-manager",
+        )),
+        crate::engine::EngineConfig::default(),
+    ));
+    let controllers = crate::engine::plugins::PluginControllers::new(engine.clone(), api.clone());
+    api.admission.set_controller_runner(controllers);
     api.spawn_plugin_loop();
     let auth = server::Auth {
         tokens: Arc::new(vec![creds.admin_token.clone()]),
@@ -64,10 +95,29 @@ pub async fn start(opts: ServerOptions) -> Result<Running> {
     let acceptor = server::tls_acceptor(&creds.cert_pem, &creds.key_pem)?;
     let serve = tokio::spawn(server::serve_tls(listener, acceptor, router));
     tracing::info!(%addr, kubeconfig = %creds.kubeconfig_path.display(), "API server listening");
+    let simulated = if opts.simulated_nodes > 0 {
+        let client = Arc::new(crate::api::client::LocalClient::new(
+            api.clone(),
+            "tugboat-simulated-node",
+        ));
+        let cfg = crate::node::simulated::SimulatedConfig {
+            count: opts.simulated_nodes,
+            ..Default::default()
+        };
+        Some(
+            crate::node::simulated::SimulatedNodes::start(client, cfg)
+                .await
+                .context("registering the simulated nodes")?,
+        )
+    } else {
+        None
+    };
     Ok(Running {
         api,
         addr,
         kubeconfig: creds.kubeconfig_path,
         serve,
+        engine,
+        simulated,
     })
 }

@@ -5,40 +5,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use common::wasm::wasm_path;
 use common::{Cluster, unique};
-
-fn wasm_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        if let Some(dir) = std::env::var_os("TUG_PLUGIN_WASM_DIR") {
-            return PathBuf::from(dir);
-        }
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let out = std::process::Command::new("bash")
-            .arg(root.join("scripts/build-plugins.sh"))
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .expect("running scripts/build-plugins.sh");
-        assert!(out.status.success(), "scripts/build-plugins.sh failed");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        PathBuf::from(
-            stdout
-                .lines()
-                .last()
-                .expect("build-plugins.sh printed its directory")
-                .trim(),
-        )
-    })
-}
 
 /// Upload a component with `kubectl replace --raw` (a PUT of the file); returns its digest.
 fn upload(c: &Cluster, name: &str) -> String {
-    let path = wasm_dir().join(format!("{name}.wasm"));
+    let path = wasm_path(name);
     let out = c.kubectl_ok(&[
         "replace",
         "--raw",
@@ -311,7 +286,7 @@ fn faults_are_contained_and_failure_policy_applies() {
     // `tug plugin upload` puts a component in the blob store through the kubeconfig.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_tug"))
         .args(["plugin", "upload"])
-        .arg(wasm_dir().join("faulty.wasm"))
+        .arg(wasm_path("faulty"))
         .arg("--kubeconfig")
         .arg(c.kubeconfig())
         .output()

@@ -1507,9 +1507,11 @@ fn server_answers_malformed_requests_with_a_4xx_status() {
     let tmp = tempfile::tempdir().expect("a data directory");
     let running = rt
         .block_on(start(ServerOptions {
-            data_dir: tmp.path().to_path_buf(),
-            listen: "127.0.0.1:0".parse().expect("an address"),
             watch_history: 1000,
+            ..ServerOptions::new(
+                tmp.path().to_path_buf(),
+                "127.0.0.1:0".parse().expect("an address"),
+            )
         }))
         .expect("the server starts in process");
     let ca = std::fs::read_to_string(tmp.path().join("pki/ca.crt")).expect("the CA");

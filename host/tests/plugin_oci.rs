@@ -2,56 +2,24 @@
 //! (the CNCF distribution registry, installed by `scripts/setup.sh`), one process per test on
 //! a free loopback port with its own storage directory, killed on drop. The components are
 //! the example policies built by `scripts/build-plugins.sh` (set `TUG_PLUGIN_WASM_DIR` to use
-//! prebuilt ones), as in `plugin_runtime.rs`.
+//! prebuilt ones; see `common/wasm.rs`).
+
+mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::wasm::{wasm, wasm_dir, wasm_path};
 use serde_json::{Value, json};
 use tugboat::plugin::oci::{self, OciOptions, WASM_CONFIG_MEDIA_TYPE, WASM_LAYER_MEDIA_TYPE};
 use tugboat::plugin::{
     AdmissionPlugin, AdmissionRequest, Gvk, Gvr, NoHostApi, Operation, PluginManifest,
     PluginRuntime, RuntimeConfig, UserInfo,
 };
-
-// ------------------------------------------------------------------ components
-
-fn wasm_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        if let Some(dir) = std::env::var_os("TUG_PLUGIN_WASM_DIR") {
-            return PathBuf::from(dir);
-        }
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let out = Command::new("bash")
-            .arg(root.join("scripts/build-plugins.sh"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("running scripts/build-plugins.sh");
-        assert!(out.status.success(), "scripts/build-plugins.sh failed");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        PathBuf::from(
-            stdout
-                .lines()
-                .last()
-                .expect("build-plugins.sh printed no directory")
-                .trim(),
-        )
-    })
-}
-
-fn wasm_path(name: &str) -> PathBuf {
-    wasm_dir().join(format!("{name}.wasm"))
-}
-
-fn wasm(name: &str) -> Vec<u8> {
-    let path = wasm_path(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
-}
 
 // -------------------------------------------------------------------- registry
 

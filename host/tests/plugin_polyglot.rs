@@ -18,49 +18,18 @@
 //! with `--nocapture`; `bench_polyglot` (ignored) measures them in a release build:
 //! `cargo test --release -p tugboat --test plugin_polyglot -- --ignored --nocapture`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use common::wasm::{polyglot_dir, wasm_path};
 use serde_json::{Value, json};
 use tugboat::plugin::{
     AdmissionPlugin, AdmissionRequest, CompileSource, Gvk, Gvr, HealthState, LoadedPlugin,
     NoHostApi, Operation, PluginManifest, PluginRuntime, RuntimeConfig, UserInfo,
 };
-
-/// Runs a build script that prints its output directory as the last line of stdout.
-fn build_dir(env: &str, script: &str) -> PathBuf {
-    if let Some(dir) = std::env::var_os(env) {
-        return PathBuf::from(dir);
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let started = Instant::now();
-    let out = std::process::Command::new("bash")
-        .arg(root.join(script))
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .unwrap_or_else(|e| panic!("running {script}: {e}"));
-    assert!(out.status.success(), "{script} failed");
-    eprintln!("{script}: {:?}", started.elapsed());
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    PathBuf::from(
-        stdout
-            .lines()
-            .last()
-            .unwrap_or_else(|| panic!("{script} printed no directory"))
-            .trim(),
-    )
-}
-
-fn rust_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| build_dir("TUG_PLUGIN_WASM_DIR", "scripts/build-plugins.sh"))
-}
-
-fn polyglot_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| build_dir("TUG_POLYGLOT_WASM_DIR", "scripts/build-polyglot-plugins.sh"))
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Lang {
@@ -74,7 +43,7 @@ const LANGS: [Lang; 3] = [Lang::Rust, Lang::Js, Lang::Python];
 impl Lang {
     fn path(self) -> PathBuf {
         match self {
-            Lang::Rust => rust_dir().join("deny_privileged.wasm"),
+            Lang::Rust => wasm_path("deny_privileged"),
             Lang::Js => polyglot_dir().join("js-deny-privileged.wasm"),
             Lang::Python => polyglot_dir().join("python-deny-privileged.wasm"),
         }

@@ -6,47 +6,20 @@
 //! successful probe recovers it; compiled components are cached; hot swap loses no call and
 //! rejects a broken version while the old one keeps serving.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use common::wasm::{wasm, wasm_dir};
 use serde_json::{Value, json};
 use tugboat::plugin::{
     AdmissionPlugin, AdmissionRequest, Capability, CompileSource, Gvk, Gvr, HealthState, HostApi,
     HostError, LogSource, NoHostApi, Operation, PluginError, PluginManifest, PluginRuntime,
     PluginSlot, ResourceRef, RuntimeConfig, UserInfo,
 };
-
-fn wasm_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        if let Some(dir) = std::env::var_os("TUG_PLUGIN_WASM_DIR") {
-            return PathBuf::from(dir);
-        }
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let out = std::process::Command::new("bash")
-            .arg(root.join("scripts/build-plugins.sh"))
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .expect("running scripts/build-plugins.sh");
-        assert!(out.status.success(), "scripts/build-plugins.sh failed");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        PathBuf::from(
-            stdout
-                .lines()
-                .last()
-                .expect("build-plugins.sh printed no directory")
-                .trim(),
-        )
-    })
-}
-
-fn wasm(name: &str) -> Vec<u8> {
-    let path = wasm_dir().join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
-}
 
 /// One engine for the whole test binary (as in the server).
 fn runtime() -> Arc<PluginRuntime> {
@@ -657,76 +630,6 @@ async fn hot_swap_under_concurrent_calls_loses_no_call_and_rejects_broken_versio
     ));
 }
 
-/// The same check as the deny-privileged example, natively.
-fn native_deny_privileged(object: &Value) -> Option<String> {
-    for list in ["initContainers", "containers", "ephemeralContainers"] {
-        for c in object["spec"][list].as_array().into_iter().flatten() {
-            if c["securityContext"]["privileged"] == true {
-                return Some(format!(
-                    "privileged containers are not allowed: container {}",
-                    c["name"].as_str().unwrap_or("<unnamed>")
-                ));
-            }
-        }
-    }
-    None
-}
-
-fn percentiles(mut samples: Vec<Duration>) -> (Duration, Duration) {
-    samples.sort();
-    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)];
-    (at(0.50), at(0.99))
-}
-
-/// Instantiate+decide cost of the Rust example policy on a typical Pod, against a native
-/// Rust function doing the same check. Run with
-/// `cargo test --release -p tugboat --test plugin_runtime -- --ignored --nocapture bench`.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "benchmark"]
-async fn bench_deny_privileged() {
-    const N: usize = 10_000;
-    let request = create(pod("web-7d4b9c8f6-x2x9k", false));
-    for (label, max_calls) in [
-        ("reused instance", 10_000u32),
-        ("fresh instance per call", 1),
-    ] {
-        let mut m = PluginManifest::default();
-        m.limits.max_calls_per_instance = max_calls;
-        let p = plugin("deny_privileged", m, Arc::new(NoHostApi));
-        for _ in 0..500 {
-            p.admit(&request).await.unwrap();
-        }
-        let mut samples = Vec::with_capacity(N);
-        for _ in 0..N {
-            let t = Instant::now();
-            let r = p.admit(&request).await.unwrap();
-            samples.push(t.elapsed());
-            assert!(r.allowed);
-        }
-        let (p50, p99) = percentiles(samples);
-        eprintln!("wasm, {label}: p50 {p50:?} p99 {p99:?}");
-    }
-    let object = request.object.clone().unwrap();
-    let text = object.to_string();
-    let mut on_value = Vec::with_capacity(N);
-    let mut with_parse = Vec::with_capacity(N);
-    for _ in 0..N {
-        let t = Instant::now();
-        assert!(
-            std::hint::black_box(native_deny_privileged(std::hint::black_box(&object))).is_none()
-        );
-        on_value.push(t.elapsed());
-        let t = Instant::now();
-        let parsed: Value = serde_json::from_str(std::hint::black_box(&text)).unwrap();
-        assert!(native_deny_privileged(&parsed).is_none());
-        with_parse.push(t.elapsed());
-    }
-    let (p50, p99) = percentiles(on_value);
-    eprintln!("native on a decoded Value: p50 {p50:?} p99 {p99:?}");
-    let (p50, p99) = percentiles(with_parse);
-    eprintln!("native incl. JSON parse: p50 {p50:?} p99 {p99:?}");
-}
-
 /// The host's tracing log names capability violations. Runs in a child process of its own:
 /// tracing's callsite cache is process-global, and a subscriber installed by one test races
 /// with the other tests' threads.
@@ -831,7 +734,7 @@ async fn plugins_import_only_what_they_use_and_link_against_a_newer_0_1_x_host()
         .map(|(n, _)| n)
         .collect();
     funcs.sort();
-    assert_eq!(funcs, ["get", "log"], "only the functions it calls");
+    assert_eq!(funcs, ["create", "delete", "get", "log", "update"], "only the functions it calls");
 
     // A future host: interface version 0.1.1 with one more function.
     let mut linker: Linker<State> = Linker::new(&engine);

@@ -26,8 +26,9 @@ use super::object::{decode_at, decode_stored, meta_str};
 use super::request::Query;
 use super::status::{ApiError, ApiResult};
 use crate::plugin::{
-    AdmissionPlugin, AdmissionRequest, Capability, Gvk, Gvr, HostApi, HostError, Limits, Operation,
-    PluginKind, PluginManifest, PluginRuntime, PluginSlot, ResourceRef, RuntimeConfig, UserInfo,
+    AdmissionPlugin, AdmissionRequest, ApiResourceInfo, Capability, ControllerPlugin, DeleteOpts,
+    Gvk, Gvr, HostApi, HostError, Limits, LogLine, Operation, PatchKind, PluginKind,
+    PluginManifest, PluginRuntime, PluginSlot, PluginStats, ResourceRef, RuntimeConfig, UserInfo,
 };
 use crate::store::EventKind;
 
@@ -81,8 +82,13 @@ pub fn plugin_crd() -> Value {
                                 }}},
                                 "limits": {"type": "object", "properties": {
                                     "memoryBytes": {"type": "integer", "minimum": 1048576},
-                                    "timeoutMs": {"type": "integer", "minimum": 1},
-                                    "initTimeoutMs": {"type": "integer", "minimum": 1},
+                                    "timeoutMs": {"type": "integer", "minimum": 1, "maximum": 60000},
+                                    "initTimeoutMs": {"type": "integer", "minimum": 1, "maximum": 600000},
+                                    "maxCallsPerInstance": {"type": "integer", "minimum": 1},
+                                    "maxIdleInstances": {"type": "integer", "minimum": 0},
+                                    "degradeAfterFailures": {"type": "integer", "minimum": 1},
+                                    "backoffInitialMs": {"type": "integer", "minimum": 1},
+                                    "backoffMaxMs": {"type": "integer", "minimum": 1},
                                 }},
                                 "admission": {"type": "object", "properties": {
                                     "mutating": {"type": "boolean"},
@@ -136,11 +142,37 @@ struct AdmissionSpec {
     rules: Vec<Rule>,
 }
 
+/// A loaded version waiting to be activated.
+enum Candidate {
+    Admission(AdmissionPlugin),
+    Controller(ControllerPlugin),
+}
+
 /// An active hook of the chain.
 struct Hook {
     name: String,
+    /// A built-in plugin (its denials read like the Kubernetes plugin it stands for).
+    builtin: bool,
     spec: AdmissionSpec,
     slot: Arc<PluginSlot>,
+}
+
+/// Runs controller plugins: implemented by the reconcile engine (`crate::engine`) and
+/// registered with [`Admission::set_controller_runner`] at start-up, so that the API layer
+/// does not depend on the engine.
+#[async_trait::async_trait]
+pub trait ControllerRunner: Send + Sync + 'static {
+    /// The host API controller `name`'s calls are served by (reads from the engine's
+    /// caches, writes through the API server).
+    fn host_api(&self, name: &str) -> Arc<dyn HostApi>;
+
+    /// Starts controller `name`, or swaps in a new version of it: reconciles in flight
+    /// finish on the old version, queued keys go to the new one. Fails (and keeps the old
+    /// version running) when the new version's `init` fails.
+    async fn run(&self, name: &str, plugin: Arc<ControllerPlugin>) -> Result<(), String>;
+
+    /// Stops controller `name` (its queue is dropped).
+    async fn stop(&self, name: &str);
 }
 
 /// What the loop last did with one `Plugin`.
@@ -149,7 +181,10 @@ struct Loaded {
     /// Digest of the component plus its manifest: what decides a reload.
     key: String,
     digest: String,
+    /// An admission plugin's slot (hot-swapped in place).
     slot: Option<Arc<PluginSlot>>,
+    /// A controller plugin's running version.
+    controller: Option<Arc<ControllerPlugin>>,
     /// Why the latest version is not running (if it is not).
     error: Option<String>,
     generation: i64,
@@ -162,17 +197,42 @@ pub struct Admission {
     blob_dir: Option<PathBuf>,
     hooks: RwLock<Arc<Vec<Arc<Hook>>>>,
     loaded: tokio::sync::Mutex<HashMap<String, Loaded>>,
+    runner: RwLock<Option<Arc<dyn ControllerRunner>>>,
 }
 
 impl Admission {
     pub fn new(data_dir: Option<&Path>) -> Self {
         Admission {
             runtime: Mutex::new(None),
-            cache_dir: data_dir.map(|d| d.join("plugin-cache")),
+            // TUG_PLUGIN_CACHE shares compiled components between servers (tests start
+            // many); entries are content-addressed and written atomically.
+            cache_dir: std::env::var_os("TUG_PLUGIN_CACHE")
+                .map(PathBuf::from)
+                .or_else(|| data_dir.map(|d| d.join("plugin-cache"))),
             blob_dir: data_dir.map(|d| d.join("blobs").join("sha256")),
             hooks: RwLock::new(Arc::new(vec![])),
             loaded: tokio::sync::Mutex::new(HashMap::new()),
+            runner: RwLock::new(None),
         }
+    }
+
+    /// Registers what runs controller plugins (before the plugin loop starts).
+    pub fn set_controller_runner(&self, runner: Arc<dyn ControllerRunner>) {
+        *self.runner.write() = Some(runner);
+    }
+
+    fn runner(&self) -> Option<Arc<dyn ControllerRunner>> {
+        self.runner.read().clone()
+    }
+
+    /// The recent log lines of the running plugin `name` (`None` if none runs).
+    pub async fn plugin_logs(&self, name: &str) -> Option<Vec<LogLine>> {
+        let loaded = self.loaded.lock().await;
+        let l = loaded.get(name)?;
+        if let Some(c) = &l.controller {
+            return Some(c.logs());
+        }
+        l.slot.as_ref()?.current().map(|p| p.logs())
     }
 
     /// The wasmtime engine, created on first use (a server without plugins pays nothing).
@@ -335,11 +395,18 @@ impl Api {
                                 _ if code >= 500 => "InternalError",
                                 _ => "Forbidden",
                             };
-                            return Err(ApiError::new(
-                                code,
-                                reason,
-                                format!("admission plugin \"{}\" denied the request: {msg}", hook.name),
-                            )
+                            let message = if !hook.builtin {
+                                format!(
+                                    "admission plugin \"{}\" denied the request: {msg}",
+                                    hook.name
+                                )
+                            } else if code == 403 {
+                                // As Kubernetes' in-tree plugins word it (NewForbidden).
+                                format!("{resource} \"{}\" is forbidden: {msg}", attrs.name)
+                            } else {
+                                msg.clone()
+                            };
+                            return Err(ApiError::new(code, reason, message)
                             .with_details(json!({"name": attrs.name, "group": rt.group, "kind": rt.plural,
                                 "causes": [{"reason": resp.reason.clone().unwrap_or_else(|| reason.to_string()), "message": msg}]})));
                         }
@@ -453,7 +520,15 @@ impl Api {
                     let ev = ev?;
                     let p = decode_at(&ev.value, ev.revision)?;
                     if ev.kind == EventKind::Delete {
-                        self.unload_plugin(meta_str(&p, "name")).await;
+                        let name = meta_str(&p, "name").to_string();
+                        self.unload_plugin(&name).await;
+                        // Deleting a built-in's Plugin (or the Plugin that replaced it)
+                        // restores the built-in.
+                        if crate::builtin::component(&name).is_some()
+                            && let Err(e) = self.ensure_builtin_plugin(&name).await
+                        {
+                            tracing::warn!(plugin = %name, error = %e, "restoring the built-in plugin");
+                        }
                     } else {
                         self.reconcile_plugin(&p).await;
                     }
@@ -466,9 +541,16 @@ impl Api {
     async fn unload_plugin(&self, name: &str) {
         let removed = self.admission.loaded.lock().await.remove(name);
         self.set_hooks_without(name, None);
-        if let Some(slot) = removed.and_then(|l| l.slot) {
+        let Some(removed) = removed else { return };
+        if let Some(slot) = removed.slot {
             slot.unload();
             tracing::info!(plugin = %name, "plugin unloaded");
+        }
+        if removed.controller.is_some()
+            && let Some(runner) = self.admission.runner()
+        {
+            runner.stop(name).await;
+            tracing::info!(plugin = %name, "controller plugin stopped");
         }
     }
 
@@ -494,6 +576,9 @@ impl Api {
         let adm: AdmissionSpec =
             serde_json::from_value(spec.get("admission").cloned().unwrap_or(json!({})))
                 .unwrap_or_default();
+        let builtin = spec
+            .pointer("/source/builtin")
+            .is_some_and(Value::is_string);
         let outcome = self.load_plugin(&name, &spec).await;
         let mut loaded = self.admission.loaded.lock().await;
         let entry = loaded.entry(name.clone()).or_default();
@@ -506,13 +591,20 @@ impl Api {
                         &name,
                         Some(Arc::new(Hook {
                             name: name.clone(),
+                            builtin,
                             spec: adm,
                             slot,
                         })),
                     );
                 }
             }
-            Ok(Some((key, digest, plugin))) => {
+            Ok(Some((key, digest, Candidate::Admission(plugin)))) => {
+                // A plugin that changed kind stops being a controller.
+                if entry.controller.take().is_some()
+                    && let Some(runner) = self.admission.runner()
+                {
+                    runner.stop(&name).await;
+                }
                 let slot = entry
                     .slot
                     .clone()
@@ -527,6 +619,7 @@ impl Api {
                             &name,
                             Some(Arc::new(Hook {
                                 name: name.clone(),
+                                builtin,
                                 spec: adm,
                                 slot,
                             })),
@@ -537,6 +630,28 @@ impl Api {
                         entry.error = Some(format!(
                             "version {digest} was not activated: its first call failed: {e}"
                         ));
+                    }
+                }
+            }
+            Ok(Some((key, digest, Candidate::Controller(plugin)))) => {
+                if let Some(slot) = entry.slot.take() {
+                    slot.unload();
+                    self.set_hooks_without(&name, None);
+                }
+                let plugin = Arc::new(plugin);
+                let outcome = match self.admission.runner() {
+                    Some(runner) => runner.run(&name, plugin.clone()).await,
+                    None => Err("this server runs no controller engine".to_string()),
+                };
+                entry.key = key;
+                match outcome {
+                    Ok(()) => {
+                        entry.digest = digest;
+                        entry.error = None;
+                        entry.controller = Some(plugin);
+                    }
+                    Err(e) => {
+                        entry.error = Some(format!("version {digest} was not activated: {e}"));
                     }
                 }
             }
@@ -553,13 +668,16 @@ impl Api {
         self: &Arc<Self>,
         name: &str,
         spec: &Value,
-    ) -> Result<Option<(String, String, AdmissionPlugin)>, String> {
-        let kind = spec.get("kind").and_then(Value::as_str).unwrap_or("");
-        if kind != "admission" {
-            return Err(format!(
-                "plugins of kind {kind:?} cannot be loaded yet: only \"admission\" plugins run in this version"
-            ));
-        }
+    ) -> Result<Option<(String, String, Candidate)>, String> {
+        let kind = match spec.get("kind").and_then(Value::as_str).unwrap_or("") {
+            "admission" => PluginKind::Admission,
+            "controller" => PluginKind::Controller,
+            other => {
+                return Err(format!(
+                    "plugins of kind {other:?} cannot be loaded yet: \"admission\" and \"controller\" plugins run in this version"
+                ));
+            }
+        };
         let source = spec.get("source").cloned().unwrap_or(Value::Null);
         let bytes = if let Some(d) = source.get("blob").and_then(Value::as_str) {
             self.admission.get_blob(d)?
@@ -570,9 +688,19 @@ impl Api {
                 .map_err(|e| format!("pulling {r}: {e:#}"))?;
             bytes
         } else if let Some(b) = source.get("builtin").and_then(Value::as_str) {
-            return Err(format!("there is no built-in plugin called {b:?}"));
+            crate::builtin::component(b)
+                .ok_or_else(|| {
+                    format!(
+                        "there is no built-in plugin called {b:?} (built-ins: {})",
+                        crate::builtin::names().collect::<Vec<_>>().join(", ")
+                    )
+                })?
+                .to_vec()
         } else {
-            return Err("spec.source names no component: set source.blob (sha256:…)".into());
+            return Err(
+                "spec.source names no component: set source.blob (sha256:…), source.oci or source.builtin"
+                    .into(),
+            );
         };
         let limits: Limits = match spec.get("limits") {
             Some(l) => {
@@ -587,7 +715,7 @@ impl Api {
             None => vec![],
         };
         let manifest = PluginManifest {
-            kind: PluginKind::Admission,
+            kind,
             limits,
             capabilities,
             config: spec.get("config").cloned().unwrap_or(Value::Null),
@@ -608,10 +736,74 @@ impl Api {
             .load_async(name, Arc::from(bytes), manifest)
             .await
             .map_err(|e| format!("version {digest} was not activated: {e}"))?;
-        let host: Arc<dyn HostApi> = Arc::new(ApiHost {
-            api: Arc::downgrade(self),
-        });
-        Ok(Some((key, digest, AdmissionPlugin::new(loaded, host))))
+        Ok(Some((key, digest, self.candidate(name, kind, loaded)?)))
+    }
+
+    fn candidate(
+        self: &Arc<Self>,
+        name: &str,
+        kind: PluginKind,
+        loaded: crate::plugin::LoadedPlugin,
+    ) -> Result<Candidate, String> {
+        Ok(match kind {
+            PluginKind::Controller => {
+                let runner = self
+                    .admission
+                    .runner()
+                    .ok_or("this server runs no controller engine")?;
+                Candidate::Controller(ControllerPlugin::new(loaded, runner.host_api(name)))
+            }
+            _ => {
+                let host: Arc<dyn HostApi> = Arc::new(ApiHost::new(self));
+                Candidate::Admission(AdmissionPlugin::new(loaded, host))
+            }
+        })
+    }
+
+    /// Creates the `Plugin` object of every built-in plugin that has none (a Plugin of the
+    /// same name replaces a built-in).
+    pub async fn ensure_builtin_plugins(&self) -> anyhow::Result<()> {
+        for name in crate::builtin::names() {
+            self.ensure_builtin_plugin(name).await?;
+        }
+        Ok(())
+    }
+
+    async fn ensure_builtin_plugin(&self, name: &str) -> anyhow::Result<()> {
+        let Some(rt) = self
+            .registry
+            .snapshot()
+            .lookup(PLUGIN_GROUP, PLUGIN_VERSION, "plugins")
+        else {
+            anyhow::bail!("the Plugin resource is not served");
+        };
+        if self
+            .store
+            .get(&format!("{PLUGIN_PREFIX}{name}"))
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let object = crate::builtin::plugin_object(name).map_err(anyhow::Error::msg)?;
+        let t = Target {
+            rt,
+            namespace: None,
+            name: None,
+            subresource: None,
+        };
+        let q = Query {
+            field_manager: Some("tugboat".into()),
+            ..Default::default()
+        };
+        match self
+            .create(&t, object, &q, &axum::http::HeaderMap::new())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.reason == "AlreadyExists" => Ok(()),
+            Err(e) => anyhow::bail!("creating the built-in plugin {name}: {e}"),
+        }
     }
 
     /// Write each Plugin's status (phase, digest, counters, last error) where it changed.
@@ -628,8 +820,11 @@ impl Api {
             loaded
                 .iter()
                 .map(|(name, l)| {
-                    let current = l.slot.as_ref().and_then(|s| s.current());
-                    let stats = current.as_ref().map(|c| c.stats());
+                    let stats: Option<PluginStats> = match &l.controller {
+                        Some(c) => Some(c.stats()),
+                        None => l.slot.as_ref().and_then(|s| s.current()).map(|c| c.stats()),
+                    };
+                    let current = stats.as_ref().map(|_| ());
                     let phase = match (&current, &stats, &l.error) {
                         (None, _, Some(_)) => "Failed",
                         (None, _, None) => "Pending",
@@ -695,8 +890,17 @@ impl Api {
 
 /// The host API plugins call, served by the API server (through the same write path as any
 /// client, so admission, validation and optimistic concurrency apply to plugins too).
-struct ApiHost {
+pub struct ApiHost {
     api: Weak<Api>,
+}
+
+impl ApiHost {
+    /// A host API over `api` (held weakly: it fails with 503 once the server is gone).
+    pub fn new(api: &Arc<Api>) -> Self {
+        ApiHost {
+            api: Arc::downgrade(api),
+        }
+    }
 }
 
 fn host_err(e: ApiError) -> HostError {
@@ -849,6 +1053,91 @@ impl HostApi for ApiHost {
         let api = self.api()?;
         let t = self.target(&api, r, namespace, Some(name))?;
         api.delete(&t, b"", &Query::default())
+            .await
+            .map(|_| ())
+            .map_err(host_err)
+    }
+
+    fn api_resources(&self) -> Vec<ApiResourceInfo> {
+        let Ok(api) = self.api() else {
+            return vec![];
+        };
+        api.registry
+            .snapshot()
+            .all()
+            .map(|rt| ApiResourceInfo {
+                api_version: rt.api_version(),
+                kind: rt.kind.clone(),
+                resource: rt.plural.clone(),
+                namespaced: rt.namespaced,
+            })
+            .collect()
+    }
+
+    async fn patch(
+        &self,
+        plugin: &str,
+        r: &ResourceRef,
+        namespace: Option<&str>,
+        name: &str,
+        kind: PatchKind,
+        patch: Value,
+        subresource: Option<&str>,
+    ) -> Result<Value, HostError> {
+        let api = self.api()?;
+        let mut t = self.target(&api, r, namespace, Some(name))?;
+        t.subresource = subresource.map(str::to_string);
+        let q = Query {
+            field_manager: Some(format!("plugin:{plugin}")),
+            force: (kind == PatchKind::Apply).then(|| "true".to_string()),
+            ..Default::default()
+        };
+        let body = patch.to_string();
+        api.patch(
+            &t,
+            kind.content_type(),
+            body.as_bytes(),
+            &q,
+            &axum::http::HeaderMap::new(),
+        )
+        .await
+        .map(|r| r.body)
+        .map_err(host_err)
+    }
+
+    async fn update_status(
+        &self,
+        plugin: &str,
+        r: &ResourceRef,
+        namespace: Option<&str>,
+        object: Value,
+    ) -> Result<Value, HostError> {
+        let api = self.api()?;
+        let name = meta_str(&object, "name").to_string();
+        let mut t = self.target(&api, r, namespace, Some(&name))?;
+        t.subresource = Some("status".into());
+        let q = Query {
+            field_manager: Some(format!("plugin:{plugin}")),
+            ..Default::default()
+        };
+        api.update(&t, object, &q, &axum::http::HeaderMap::new())
+            .await
+            .map(|r| r.body)
+            .map_err(host_err)
+    }
+
+    async fn delete_with(
+        &self,
+        _plugin: &str,
+        r: &ResourceRef,
+        namespace: Option<&str>,
+        name: &str,
+        options: &DeleteOpts,
+    ) -> Result<(), HostError> {
+        let api = self.api()?;
+        let t = self.target(&api, r, namespace, Some(name))?;
+        let body = options.to_body().to_string();
+        api.delete(&t, body.as_bytes(), &Query::default())
             .await
             .map(|_| ())
             .map_err(host_err)

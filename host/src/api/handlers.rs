@@ -75,13 +75,32 @@ impl IntoResponse for Reply {
             HeaderValue::from_static("application/json"),
         );
         for w in self.warnings {
-            let text = format!("299 - {}", serde_json::Value::String(w));
-            if let Ok(v) = HeaderValue::from_str(&text) {
+            if let Ok(v) = HeaderValue::from_bytes(warning_header(&w).as_bytes()) {
                 h.append(header::WARNING, v);
             }
         }
         resp
     }
+}
+
+/// A `Warning` header value as Kubernetes' `NewWarningHeader` writes it: code 299, agent
+/// `-`, the text as an HTTP quoted string (control characters become spaces; only `"` and
+/// `\` are escaped; UTF-8 is kept).
+pub fn warning_header(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 8);
+    out.push_str("299 - \"");
+    for c in text.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 const GENERATE_NAME_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -636,34 +655,27 @@ impl Api {
         Ok(())
     }
 
-    async fn require_namespace(&self, t: &Target, creating: bool) -> ApiResult<()> {
+    /// Refuses objects in a namespace that does not exist (an integrity check of the store;
+    /// refusing new content in a namespace being deleted is policy: the built-in
+    /// `namespace-lifecycle` admission plugin).
+    async fn require_namespace(&self, t: &Target) -> ApiResult<()> {
         let Some(ns) = t.namespace.as_deref().filter(|_| t.rt.namespaced) else {
             return Ok(());
         };
         let key = format!("/registry/core/namespaces/{ns}");
-        let kv = self
+        let exists = self
             .store
             .get(&key)
             .await
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        let Some(kv) = kv else {
+            .map_err(|e| ApiError::internal(e.to_string()))?
+            .is_some();
+        if !exists {
             return Err(ApiError::not_found(&Subject {
                 group: "",
                 resource: "namespaces",
                 kind: "Namespace",
                 name: ns,
             }));
-        };
-        if creating {
-            let nso = decode_stored(&kv)?;
-            if is_deleting(&nso) {
-                return Err(ApiError::forbidden(format!(
-                    "{} \"{}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
-                    t.rt.plural,
-                    meta_str(&nso, "name")
-                ))
-                .with_details(json!({"name": ns, "kind": t.rt.plural, "causes": [{"reason": "NamespaceTerminating", "message": format!("namespace {ns} is being terminated"), "field": "metadata.namespace"}]})));
-            }
         }
         Ok(())
     }
@@ -830,15 +842,12 @@ impl Api {
                 ],
             ));
         }
-        self.require_namespace(
-            &Target {
-                rt: t.rt.clone(),
-                namespace: t.namespace.clone(),
-                name: Some(name.clone()),
-                subresource: None,
-            },
-            true,
-        )
+        self.require_namespace(&Target {
+            rt: t.rt.clone(),
+            namespace: t.namespace.clone(),
+            name: Some(name.clone()),
+            subresource: None,
+        })
         .await?;
         self.prepare_create(&t.rt, &mut obj);
         self.stamp_new(&t.rt, &mut obj);
@@ -1092,7 +1101,15 @@ impl Api {
             });
         }
         let key = t.key();
-        if is_deleting(&new) && finalizers(&new).is_empty() {
+        // A namespace also waits for its spec.finalizers (the `kubernetes` finalizer the
+        // namespace controller removes through `finalize` once the namespace is empty).
+        let spec_finalizers_left = t.rt.group.is_empty()
+            && t.rt.plural == "namespaces"
+            && new
+                .pointer("/spec/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|f| !f.is_empty());
+        if is_deleting(&new) && finalizers(&new).is_empty() && !spec_finalizers_left {
             // The last finalizer went: the object goes.
             let res = self
                 .store
@@ -1576,7 +1593,7 @@ impl Api {
 
     // ---- subresources ----
 
-    async fn bind(&self, t: &Target, binding: Value, query: &Query) -> ApiResult<Reply> {
+    pub async fn bind(&self, t: &Target, binding: Value, query: &Query) -> ApiResult<Reply> {
         let node = binding
             .pointer("/target/name")
             .and_then(Value::as_str)
@@ -2029,6 +2046,15 @@ fn decode_continue(tok: &str) -> ApiResult<(u64, String)> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn warning_headers_are_quoted_strings_like_kubernetes_writes_them() {
+        assert_eq!(
+            super::warning_header("a \"b\" c\\d\nnext\tline é"),
+            "299 - \"a \\\"b\\\" c\\\\d next line é\""
+        );
+        assert!(axum::http::HeaderValue::from_bytes(super::warning_header("é").as_bytes()).is_ok());
+    }
+
     use super::*;
 
     #[test]

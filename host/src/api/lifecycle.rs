@@ -1,13 +1,10 @@
 //! Built-in background duties of the API server: keeping the catalog in step with the
-//! stored CRDs, creating the default namespaces, and finishing namespace deletion (the
-//! `kubernetes` finalizer: delete everything in the namespace, then the namespace).
-//!
-//! The namespace finalizer is here until the reconcile engine runs controllers as plugins.
+//! stored CRDs, creating the default namespaces and the `kubernetes` Service. (Emptying a
+//! deleted namespace is the `namespace` controller plugin's: `plugins/namespace`.)
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use serde_json::{Value, json};
 
 use super::Api;
@@ -19,7 +16,6 @@ use crate::store::WriteOp;
 /// The finalizer that makes a CRD's deletion wait until its objects are gone.
 pub const CRD_CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
 
-const NAMESPACE_PREFIX: &str = "/registry/core/namespaces/";
 
 /// Namespaces every cluster has from the first start.
 pub const DEFAULT_NAMESPACES: &[&str] =
@@ -222,150 +218,5 @@ impl Api {
                 }
             }
         });
-        let api = self.clone();
-        tokio::spawn(async move {
-            loop {
-                if let Err(e) = api.run_namespace_finalizer().await {
-                    tracing::warn!(error = %e, "namespace finalizer stopped; restarting");
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        });
-    }
-
-    /// Finalize every terminating namespace; returns the revision the list was read at.
-    async fn finalize_terminating_namespaces(self: &Arc<Self>) -> anyhow::Result<u64> {
-        let page = self.store.list(NAMESPACE_PREFIX, None, 0).await?;
-        for kv in &page.items {
-            let ns = decode_stored(kv)?;
-            if is_deleting(&ns) {
-                self.finalize_namespace(&ns).await;
-            }
-        }
-        Ok(page.revision)
-    }
-
-    async fn run_namespace_finalizer(self: &Arc<Self>) -> anyhow::Result<()> {
-        let revision = self.finalize_terminating_namespaces().await?;
-        let mut w = self.store.watch(NAMESPACE_PREFIX, revision)?;
-        let mut pending = tokio::time::interval(Duration::from_secs(2));
-        loop {
-            tokio::select! {
-                ev = w.next() => {
-                    let Some(ev) = ev else { return Ok(()) };
-                    let ev = ev?;
-                    if ev.kind == crate::store::EventKind::Delete { continue; }
-                    let ns = super::object::decode_at(&ev.value, ev.revision)?;
-                    if is_deleting(&ns) {
-                        self.finalize_namespace(&ns).await;
-                    }
-                }
-                _ = pending.tick() => {
-                    // Retry namespaces whose content was still going (finalizers of their own).
-                    self.finalize_terminating_namespaces().await?;
-                }
-            }
-        }
-    }
-
-    /// Delete everything in a terminating namespace; once it is empty, drop the
-    /// `kubernetes` finalizer so the namespace goes.
-    async fn finalize_namespace(self: &Arc<Self>, ns: &Value) {
-        let name = meta_str(ns, "name").to_string();
-        let catalog = self.registry.snapshot();
-        let mut remaining = 0usize;
-        for rt in catalog.all().filter(|t| t.namespaced) {
-            let prefix = rt.key_prefix(Some(&name));
-            let Ok(page) = self.store.list(&prefix, None, 0).await else {
-                remaining += 1;
-                continue;
-            };
-            for kv in &page.items {
-                remaining += 1;
-                let Ok(obj) = decode_stored(kv) else { continue };
-                if is_deleting(&obj) {
-                    continue;
-                }
-                let t = Target {
-                    rt: rt.clone(),
-                    namespace: Some(name.clone()),
-                    name: Some(meta_str(&obj, "name").to_string()),
-                    subresource: None,
-                };
-                let q = Query {
-                    grace_period_seconds: Some("0".into()),
-                    ..Default::default()
-                };
-                if let Err(e) = self.delete(&t, b"", &q).await
-                    && e.code != 404
-                {
-                    tracing::warn!(namespace = %name, object = %meta_str(&obj, "name"), error = %e, "deleting namespace content");
-                }
-            }
-        }
-        if remaining > 0 {
-            // Check again: what was deleted without finalizers is gone now.
-            let mut left = 0;
-            for rt in catalog.all().filter(|t| t.namespaced) {
-                left += self
-                    .store
-                    .count(&rt.key_prefix(Some(&name)), None)
-                    .await
-                    .unwrap_or(1);
-            }
-            if left > 0 {
-                return;
-            }
-        }
-        let t = Target {
-            rt: match catalog.lookup("", "v1", "namespaces") {
-                Some(rt) => rt,
-                None => return,
-            },
-            namespace: None,
-            name: Some(name.clone()),
-            subresource: Some("finalize".into()),
-        };
-        let mut fin = ns.clone();
-        let left: Vec<Value> = ns
-            .pointer("/spec/finalizers")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter(|f| f.as_str() != Some("kubernetes"))
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default();
-        fin["spec"] = json!({"finalizers": left});
-        fin["status"] = json!({"phase": "Terminating"});
-        let hdrs = axum::http::HeaderMap::new();
-        let q = Query {
-            field_manager: Some("namespace-controller".into()),
-            ..Default::default()
-        };
-        if let Err(e) = self.update(&t, fin, &q, &hdrs).await {
-            if e.code != 404 && e.code != 409 {
-                tracing::warn!(namespace = %name, error = %e, "finalizing namespace");
-            }
-            return;
-        }
-        // With no finalizers left in spec or metadata, the namespace itself goes.
-        if left.is_empty() {
-            let key = format!("/registry/core/namespaces/{name}");
-            if let Ok(Some(kv)) = self.store.get(&key).await
-                && let Ok(obj) = decode_stored(&kv)
-                && super::object::finalizers(&obj).is_empty()
-                && is_deleting(&obj)
-            {
-                let _ = self
-                    .store
-                    .write(WriteOp::Delete {
-                        key,
-                        expected_revision: Some(kv.mod_revision),
-                    })
-                    .await;
-            }
-        }
     }
 }

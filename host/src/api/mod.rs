@@ -6,6 +6,7 @@
 
 pub mod admission;
 pub mod allocator;
+pub mod client;
 pub mod defaults;
 pub mod discovery;
 pub mod handlers;

@@ -154,6 +154,55 @@ async fn openapi_v3_gv(State(api): State<Arc<Api>>, uri: Uri) -> Response {
     }
 }
 
+/// `GET /tugboat/v1/plugins/NAME/logs`: the running plugin's recent log lines (what it
+/// printed, what it sent with `host.log`, and the runtime's notes on failed calls), one per
+/// line: `TIME SOURCE MESSAGE`. `?tail=N` keeps the last N.
+async fn plugin_logs(
+    State(api): State<Arc<Api>>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+) -> Response {
+    let tail = query
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("tail="))
+        .map(|n| n.parse::<usize>());
+    let tail = match tail {
+        Some(Ok(n)) => Some(n),
+        Some(Err(_)) => {
+            return ApiError::bad_request("tail must be a non-negative integer").into_response();
+        }
+        None => None,
+    };
+    let Some(lines) = api.admission.plugin_logs(&name).await else {
+        return ApiError::new(
+            404,
+            "NotFound",
+            format!("plugin \"{name}\" is not running (kubectl get plugin {name} says why)"),
+        )
+        .into_response();
+    };
+    let skip = tail.map_or(0, |n| lines.len().saturating_sub(n));
+    let mut text = String::new();
+    for l in lines.iter().skip(skip) {
+        let at = jiff::Timestamp::try_from(l.at)
+            .map(|t| t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+            .unwrap_or_default();
+        let source = serde_json::to_value(l.source)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        text.push_str(&format!("{at} {source} {}\n", l.message));
+    }
+    let mut r = Response::new(Body::from(text));
+    r.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
 /// `PUT /tugboat/v1/blobs`: store a Wasm component in the server's content-addressed blob
 /// store (components can be tens of MB, so they never go inside API objects); answers the
 /// digest a `Plugin`'s `spec.source.blob` names.
@@ -255,6 +304,7 @@ pub fn router(api: Arc<Api>, auth: Auth) -> Router {
         .route("/openapi/v2", get(openapi_v2))
         .route("/openapi/v3", get(openapi_v3_index))
         .route("/openapi/v3/{*gv}", get(openapi_v3_gv))
+        .route("/tugboat/v1/plugins/{name}/logs", get(plugin_logs))
         .route(
             "/tugboat/v1/blobs",
             axum::routing::put(put_blob).layer(axum::extract::DefaultBodyLimit::disable()),

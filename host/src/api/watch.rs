@@ -15,8 +15,10 @@ use super::Api;
 use super::handlers::Target;
 use super::object::{decode_at, decode_stored};
 use super::request::{Accept, Query};
+use super::resources::ResourceType;
+use super::selectors::{FieldSelector, LabelSelector};
 use super::status::{ApiError, ApiResult};
-use crate::store::{EventKind, StoreError};
+use crate::store::{Event, EventKind, StoreError};
 
 /// The longest a watch stays open when the client names no timeout (Kubernetes uses
 /// 30 to 60 minutes).
@@ -65,6 +67,38 @@ impl Encoder {
     fn error(&mut self, e: &ApiError) -> bytes::Bytes {
         self.line("ERROR", e.to_status())
     }
+}
+
+/// What a watcher with these selectors (and, if given, name) sees of one store event: the
+/// event type (`ADDED`, `MODIFIED`, `DELETED`) and the object at the event's revision, or
+/// `None` when the event does not concern it. An object that starts (stops) matching the
+/// selectors is `ADDED` (`DELETED`), as Kubernetes does.
+pub fn watch_event(
+    rt: &ResourceType,
+    ls: &LabelSelector,
+    fs: &FieldSelector,
+    name: Option<&str>,
+    ev: &Event,
+) -> Option<(&'static str, Value)> {
+    let new = decode_at(&ev.value, ev.revision).ok()?;
+    if name.is_some_and(|n| n != super::object::meta_str(&new, "name")) {
+        return None;
+    }
+    let now_matches = Api::selected(rt, ls, fs, &new);
+    let before_matches = ev
+        .prev_value
+        .as_ref()
+        .and_then(|p| decode_at(p, ev.revision).ok())
+        .is_some_and(|p| Api::selected(rt, ls, fs, &p));
+    let kind = match (ev.kind, before_matches, now_matches) {
+        (EventKind::Create, _, true) => "ADDED",
+        (EventKind::Update, true, true) => "MODIFIED",
+        (EventKind::Update, false, true) => "ADDED",
+        (EventKind::Update, true, false) => "DELETED",
+        (EventKind::Delete, _, true) => "DELETED",
+        _ => return None,
+    };
+    Some((kind, new))
 }
 
 impl Api {
@@ -185,28 +219,9 @@ impl Api {
                     Some(Ok(ev)) => ev,
                 };
                 last_rev = ev.revision;
-                let Ok(new) = decode_at(&ev.value, ev.revision) else {
+                let Some((kind, new)) = watch_event(&rt, &ls, &fs, name_filter.as_deref(), &ev)
+                else {
                     continue;
-                };
-                if name_filter
-                    .as_deref()
-                    .is_some_and(|n| n != super::object::meta_str(&new, "name"))
-                {
-                    continue;
-                }
-                let now_matches = Api::selected(&rt, &ls, &fs, &new);
-                let before_matches = ev
-                    .prev_value
-                    .as_ref()
-                    .and_then(|p| decode_at(p, ev.revision).ok())
-                    .is_some_and(|p| Api::selected(&rt, &ls, &fs, &p));
-                let kind = match (ev.kind, before_matches, now_matches) {
-                    (EventKind::Create, _, true) => "ADDED",
-                    (EventKind::Update, true, true) => "MODIFIED",
-                    (EventKind::Update, false, true) => "ADDED",
-                    (EventKind::Update, true, false) => "DELETED",
-                    (EventKind::Delete, _, true) => "DELETED",
-                    _ => continue,
                 };
                 if tx.send(enc.line(kind, new)).await.is_err() {
                     return;

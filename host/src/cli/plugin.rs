@@ -36,6 +36,24 @@ pub enum PluginCmd {
         #[arg(short, long)]
         jobs: Option<u32>,
     },
+    /// The cluster's plugins: kind, phase, source, calls, errors, last error.
+    List {
+        /// The kubeconfig of the cluster (default: $KUBECONFIG, then ~/.kube/config).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+    },
+    /// A running plugin's recent log: what it printed, what it logged through the host API,
+    /// and the runtime's notes on failed calls and capability violations.
+    Logs {
+        /// The Plugin's name.
+        name: String,
+        /// Only the last N lines.
+        #[arg(long)]
+        tail: Option<usize>,
+        /// The kubeconfig of the cluster (default: $KUBECONFIG, then ~/.kube/config).
+        #[arg(long)]
+        kubeconfig: Option<PathBuf>,
+    },
     /// Upload a component to the cluster's blob store; prints its digest (`sha256:…`), what
     /// a Plugin's `spec.source.blob` names.
     Upload {
@@ -153,6 +171,26 @@ pub async fn run(cmd: PluginCmd) -> Result<()> {
                     .await
                     .context("the build task failed")??;
             println!("{} {digest}", path.display());
+            Ok(())
+        }
+        PluginCmd::List { kubeconfig } => {
+            let body = get("/apis/tugboat.dev/v1alpha1/plugins", kubeconfig).await?;
+            let list: serde_json::Value =
+                serde_json::from_slice(&body).context("the server sent no JSON plugin list")?;
+            print!("{}", plugin_table(&list));
+            Ok(())
+        }
+        PluginCmd::Logs {
+            name,
+            tail,
+            kubeconfig,
+        } => {
+            let mut path = format!("/tugboat/v1/plugins/{name}/logs");
+            if let Some(n) = tail {
+                path.push_str(&format!("?tail={n}"));
+            }
+            let body = get(&path, kubeconfig).await?;
+            print!("{}", String::from_utf8_lossy(&body));
             Ok(())
         }
         PluginCmd::Upload { file, kubeconfig } => {
@@ -537,6 +575,87 @@ fn cluster_from_kubeconfig(path: Option<PathBuf>) -> Result<(String, String, Str
     Ok((addr, ca, token.to_string()))
 }
 
+/// GET a path of the cluster; the body of a 200, else the Status message as an error.
+async fn get(path: &str, kubeconfig: Option<PathBuf>) -> Result<Vec<u8>> {
+    let (addr, ca, token) = cluster_from_kubeconfig(kubeconfig)?;
+    let mut client = crate::bench::Client::connect(&addr, &ca, &token)
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    let (code, body) = client.request("GET", path, None).await?;
+    if code != 200 {
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+        anyhow::bail!(
+            "{}",
+            v["message"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("the server answered {code}"))
+        );
+    }
+    Ok(body.to_vec())
+}
+
+/// `tug plugin list`'s table.
+fn plugin_table(list: &serde_json::Value) -> String {
+    let mut rows = vec![[
+        "NAME".to_string(),
+        "KIND".into(),
+        "PHASE".into(),
+        "SOURCE".into(),
+        "CALLS".into(),
+        "ERRORS".into(),
+        "LAST ERROR".into(),
+    ]];
+    for p in list["items"].as_array().into_iter().flatten() {
+        let s = |ptr: &str| {
+            p.pointer(ptr)
+                .map(|v| match v {
+                    serde_json::Value::String(s) => s.clone(),
+                    serde_json::Value::Null => String::new(),
+                    other => other.to_string(),
+                })
+                .unwrap_or_default()
+        };
+        let source = if let Some(b) = p.pointer("/spec/source/builtin").and_then(|v| v.as_str()) {
+            format!("builtin:{b}")
+        } else if let Some(o) = p.pointer("/spec/source/oci").and_then(|v| v.as_str()) {
+            o.to_string()
+        } else {
+            s("/spec/source/blob")
+        };
+        let mut last = s("/status/lastError").replace('\n', " ");
+        if last.chars().count() > 60 {
+            last = last.chars().take(57).collect::<String>() + "...";
+        }
+        rows.push([
+            s("/metadata/name"),
+            s("/spec/kind"),
+            s("/status/phase"),
+            source,
+            s("/status/calls"),
+            s("/status/errors"),
+            last,
+        ]);
+    }
+    let mut widths = [0usize; 7];
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .zip(widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        out.push_str(line.join("   ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
 /// PUT a component to the server's blob store.
 async fn upload(bytes: &[u8], kubeconfig: Option<PathBuf>) -> Result<String> {
     let (addr, ca, token) = cluster_from_kubeconfig(kubeconfig)?;
@@ -562,6 +681,21 @@ async fn upload(bytes: &[u8], kubeconfig: Option<PathBuf>) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_plugin_table_shows_source_and_status() {
+        let list = serde_json::json!({"items": [
+            {"metadata": {"name": "ns-life"}, "spec": {"kind": "admission", "source": {"builtin": "namespace-lifecycle"}},
+             "status": {"phase": "Ready", "calls": 12, "errors": 0}},
+            {"metadata": {"name": "mine"}, "spec": {"kind": "controller", "source": {"blob": "sha256:ab"}},
+             "status": {"phase": "Degraded", "calls": 3, "errors": 3, "lastError": "plugin mine trapped"}},
+        ]});
+        let t = plugin_table(&list);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(lines[0].starts_with("NAME"));
+        assert!(lines[1].contains("builtin:namespace-lifecycle") && lines[1].contains("Ready"));
+        assert!(lines[2].contains("Degraded") && lines[2].ends_with("plugin mine trapped"));
+    }
 
     #[test]
     fn strip_digest_keeps_the_repository_and_tag() {

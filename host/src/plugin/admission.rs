@@ -2,31 +2,22 @@
 //! instance reuse and health accounting.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use wasmtime::component::ResourceTable;
-use wasmtime::{Store, UpdateDeadline};
-use wasmtime_wasi::WasiCtxBuilder;
 
 use super::bindings::Admission;
 use super::bindings::exports::tugboat::plugin::admission_plugin as wit;
 use super::bindings::tugboat::plugin::types as wit_types;
 use super::error::PluginError;
-use super::health::{Health, PluginStats};
-use super::host_api::{HostApi, HostCtx};
-use super::logs::{CaptureStream, LogLine, LogSource, PluginLogs, panic_message, truncate};
-use super::manifest::{Capability, PluginManifest};
-use super::runtime::{DeadlineExceeded, LoadedPlugin, MemoryLimiter, StoreState};
+use super::health::PluginStats;
+use super::host_api::HostApi;
+use super::logs::{LogLine, truncate};
+use super::manifest::PluginManifest;
+use super::runtime::LoadedPlugin;
+use super::sandbox::{Instance, MAX_MESSAGE_BYTES, Sandbox, begin_call};
 
-/// What a plugin may print per call; the rest is dropped.
-const STDIO_CAPTURE_BYTES: usize = 16 << 10;
-/// Lines kept in a plugin's log.
-const LOG_LINES: usize = 1000;
 /// Bounds on what a plugin may answer (longer text is truncated).
-const MAX_MESSAGE_BYTES: usize = 4096;
 const MAX_WARNINGS: usize = 32;
 const MAX_PATCH_BYTES: usize = 3 << 20;
 
@@ -104,36 +95,20 @@ impl AdmissionResponse {
     }
 }
 
-/// One instance of the plugin with its store.
-struct Instance {
-    store: Store<StoreState>,
-    bindings: Admission,
-    calls: u32,
-}
-
 /// A loaded admission plugin version: call [`AdmissionPlugin::admit`] concurrently from
 /// async code (inside a tokio runtime). Each call runs on a warm instance from a small
 /// pool (or a fresh one), on the calling task: the guest runs on a fiber and yields to the
 /// executor at every epoch tick (1 ms), so it never blocks a worker thread for longer, and
 /// it is stopped at its deadline.
 pub struct AdmissionPlugin {
-    name: Arc<str>,
-    digest: String,
-    manifest: PluginManifest,
-    config_json: String,
-    loaded: LoadedPlugin,
-    capabilities: Arc<[Capability]>,
-    api: Arc<dyn HostApi>,
-    logs: Arc<PluginLogs>,
-    health: Arc<Health>,
-    idle: Mutex<Vec<Instance>>,
+    sb: Sandbox<Admission>,
 }
 
 impl std::fmt::Debug for AdmissionPlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AdmissionPlugin")
-            .field("name", &self.name)
-            .field("digest", &self.digest)
+            .field("name", &self.sb.name)
+            .field("digest", &self.sb.digest)
             .finish_non_exhaustive()
     }
 }
@@ -143,42 +118,31 @@ impl AdmissionPlugin {
     /// [`AdmissionPlugin::probe`]). Host API calls are capability-checked and then served
     /// by `api`.
     pub fn new(loaded: LoadedPlugin, api: Arc<dyn HostApi>) -> Self {
-        let manifest = loaded.manifest.clone();
-        let name = loaded.name.clone();
         AdmissionPlugin {
-            digest: loaded.digest.clone(),
-            config_json: manifest.config.to_string(),
-            capabilities: manifest.capabilities.clone().into(),
-            health: Arc::new(Health::new(name.clone(), &manifest.limits)),
-            logs: Arc::new(PluginLogs::new(LOG_LINES)),
-            idle: Mutex::new(Vec::new()),
-            api,
-            loaded,
-            manifest,
-            name,
+            sb: Sandbox::new(loaded, api),
         }
     }
 
     pub fn name(&self) -> &str {
-        &self.name
+        &self.sb.name
     }
 
     /// Hex sha256 of the component.
     pub fn digest(&self) -> &str {
-        &self.digest
+        &self.sb.digest
     }
 
     pub fn manifest(&self) -> &PluginManifest {
-        &self.manifest
+        &self.sb.manifest
     }
 
     pub fn stats(&self) -> PluginStats {
-        self.health.stats()
+        self.sb.health.stats()
     }
 
     /// The plugin's recent log lines (stdout, stderr, `host.log`, runtime events).
     pub fn logs(&self) -> Vec<LogLine> {
-        self.logs.snapshot()
+        self.sb.logs.snapshot()
     }
 
     /// Creates an instance and runs `init(config)` on it, keeping it warm for the next
@@ -186,7 +150,7 @@ impl AdmissionPlugin {
     /// first-call check before a version is activated.
     pub async fn probe(&self) -> Result<(), PluginError> {
         let instance = self.instantiate().await?;
-        self.release(instance);
+        self.sb.release(instance);
         Ok(())
     }
 
@@ -197,14 +161,9 @@ impl AdmissionPlugin {
         &self,
         request: &AdmissionRequest,
     ) -> Result<AdmissionResponse, PluginError> {
-        let permit = self.health.begin()?;
+        let permit = self.sb.health.begin()?;
         let result = self.call_admit(request).await;
-        self.health.record(permit, result.as_ref().map(|_| ()));
-        if let Err(e) = &result {
-            tracing::debug!(plugin = %self.name, uid = %request.uid, error = %e, "admission plugin call failed");
-            self.logs
-                .push(LogSource::Runtime, &format!("call failed: {e}"));
-        }
+        self.sb.record(permit, "call", &result);
         result
     }
 
@@ -212,56 +171,46 @@ impl AdmissionPlugin {
         &self,
         request: &AdmissionRequest,
     ) -> Result<AdmissionResponse, PluginError> {
-        let idle = self.idle.lock().pop();
-        let mut instance = match idle {
+        let mut instance = match self.sb.take_idle() {
             Some(i) => i,
             None => self.instantiate().await?,
         };
         let wit_request = to_wit(request);
-        let timeout = self.manifest.limits.timeout();
+        let timeout = self.sb.manifest.limits.timeout();
         begin_call(&mut instance.store, timeout);
         let result = instance
             .bindings
             .tugboat_plugin_admission_plugin()
             .call_admit(&mut instance.store, &wit_request)
             .await;
-        let stderr = self.drain_stdio(&instance.store);
+        let stderr = self.sb.drain_stdio(&instance.store);
         instance.calls += 1;
         match result {
             Ok(response) => {
                 let response = self.validate(response)?;
-                self.release(instance);
+                self.sb.release(instance);
                 Ok(response)
             }
-            Err(e) => Err(self.classify(e, &instance.store, &stderr, timeout)),
+            Err(e) => Err(self.sb.classify(e, &instance.store, &stderr, timeout)),
         }
     }
 
     /// A fresh instance with `init(config)` done.
-    async fn instantiate(&self) -> Result<Instance, PluginError> {
-        let mut store = self.new_store();
-        let timeout = self.manifest.limits.init_timeout();
+    async fn instantiate(&self) -> Result<Instance<Admission>, PluginError> {
+        let mut store = self.sb.new_store();
+        let timeout = self.sb.manifest.limits.init_timeout();
         begin_call(&mut store, timeout);
-        self.health.count_instance();
-        let bindings = match self.loaded.admission.instantiate_async(&mut store).await {
+        self.sb.health.count_instance();
+        let pre = self.sb.loaded.admission_pre()?;
+        let bindings = match pre.instantiate_async(&mut store).await {
             Ok(b) => b,
-            Err(e) => {
-                let stderr = self.drain_stdio(&store);
-                return Err(match self.classify(e, &store, &stderr, timeout) {
-                    PluginError::Trap { plugin, message }
-                    | PluginError::InvalidResponse { plugin, message } => PluginError::Internal {
-                        plugin,
-                        message: format!("instantiation failed: {message}"),
-                    },
-                    other => other,
-                });
-            }
+            Err(e) => return Err(self.sb.instantiation_failed(e, &store, timeout)),
         };
         let result = bindings
             .tugboat_plugin_admission_plugin()
-            .call_init(&mut store, &self.config_json)
+            .call_init(&mut store, &self.sb.config_json)
             .await;
-        let stderr = self.drain_stdio(&store);
+        let stderr = self.sb.drain_stdio(&store);
         match result {
             Ok(Ok(())) => Ok(Instance {
                 store,
@@ -269,137 +218,16 @@ impl AdmissionPlugin {
                 calls: 0,
             }),
             Ok(Err(message)) => Err(PluginError::Init {
-                plugin: self.name.clone(),
+                plugin: self.sb.name.clone(),
                 message: truncate(&message, MAX_MESSAGE_BYTES).to_string(),
             }),
-            Err(e) => Err(self.classify(e, &store, &stderr, timeout)),
-        }
-    }
-
-    fn new_store(&self) -> Store<StoreState> {
-        let stdout = CaptureStream::new(STDIO_CAPTURE_BYTES);
-        let stderr = CaptureStream::new(STDIO_CAPTURE_BYTES);
-        // Nothing is granted: no preopened directories, no environment or arguments, no
-        // sockets or name lookups; stdin is closed; stdout/stderr go to the plugin's log.
-        let wasi = WasiCtxBuilder::new()
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
-        let state = StoreState {
-            wasi,
-            table: ResourceTable::new(),
-            limiter: MemoryLimiter {
-                cap: usize::try_from(self.manifest.limits.memory_bytes).unwrap_or(usize::MAX),
-                hit: false,
-                peak: 0,
-            },
-            host: HostCtx {
-                plugin: self.name.clone(),
-                capabilities: self.capabilities.clone(),
-                api: self.api.clone(),
-                logs: self.logs.clone(),
-                health: self.health.clone(),
-                deadline: Instant::now(),
-            },
-            stdout,
-            stderr,
-        };
-        let mut store = Store::new(&self.loaded.engine, state);
-        store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_callback(|ctx| {
-            if Instant::now() >= ctx.data().host.deadline {
-                Err(wasmtime::Error::new(DeadlineExceeded))
-            } else {
-                // Let other tasks run on this thread, then keep going.
-                Ok(UpdateDeadline::Yield(1))
-            }
-        });
-        store
-    }
-
-    /// Returns a healthy instance to the pool (or drops it when the pool is full, it has
-    /// served its calls, or its memory grew past half the cap).
-    fn release(&self, instance: Instance) {
-        let limits = &self.manifest.limits;
-        let limiter = &instance.store.data().limiter;
-        if instance.calls >= limits.max_calls_per_instance || limiter.peak > limiter.cap / 2 {
-            return;
-        }
-        let mut idle = self.idle.lock();
-        if idle.len() < limits.max_idle_instances as usize {
-            idle.push(instance);
-        }
-    }
-
-    /// Moves what the plugin printed into its log; returns stderr (for panic messages).
-    fn drain_stdio(&self, store: &Store<StoreState>) -> String {
-        let data = store.data();
-        let stdout = data.stdout.take();
-        let stderr = String::from_utf8_lossy(&data.stderr.take()).into_owned();
-        for line in String::from_utf8_lossy(&stdout).lines() {
-            self.logs.push(LogSource::Stdout, line);
-        }
-        for line in stderr.lines() {
-            self.logs.push(LogSource::Stderr, line);
-        }
-        stderr
-    }
-
-    fn classify(
-        &self,
-        e: wasmtime::Error,
-        store: &Store<StoreState>,
-        stderr: &str,
-        deadline: Duration,
-    ) -> PluginError {
-        let plugin = self.name.clone();
-        if e.is::<DeadlineExceeded>() || e.chain().any(|c| c.is::<DeadlineExceeded>()) {
-            return PluginError::Timeout { plugin, deadline };
-        }
-        if store.data().limiter.hit {
-            let printed = stderr.trim();
-            return PluginError::MemoryLimit {
-                plugin,
-                limit: self.manifest.limits.memory_bytes,
-                detail: if printed.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", truncate(printed, MAX_MESSAGE_BYTES))
-                },
-            };
-        }
-        if let Some(message) = panic_message(stderr) {
-            return PluginError::Panic { plugin, message };
-        }
-        if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
-            return PluginError::Trap {
-                plugin,
-                message: format!("the plugin exited with status {}", exit.0),
-            };
-        }
-        let mut message = format!("{e:#}");
-        let printed = stderr.trim();
-        if !printed.is_empty() {
-            message = format!(
-                "{message}; stderr: {}",
-                truncate(printed, MAX_MESSAGE_BYTES)
-            );
-        }
-        if e.downcast_ref::<wasmtime::Trap>().is_some() {
-            PluginError::Trap { plugin, message }
-        } else {
-            // Not a trap: the canonical ABI rejected what the plugin returned, or the call
-            // could not run at all.
-            PluginError::InvalidResponse { plugin, message }
+            Err(e) => Err(self.sb.classify(e, &store, &stderr, timeout)),
         }
     }
 
     fn validate(&self, r: wit::AdmissionResponse) -> Result<AdmissionResponse, PluginError> {
         let invalid = |message: String| PluginError::InvalidResponse {
-            plugin: self.name.clone(),
+            plugin: self.sb.name.clone(),
             message,
         };
         if let Some(code) = r.code
@@ -439,12 +267,6 @@ impl AdmissionPlugin {
                 .collect(),
         })
     }
-}
-
-/// Arms the deadline for the next call on `store`.
-fn begin_call(store: &mut Store<StoreState>, timeout: Duration) {
-    store.data_mut().host.deadline = Instant::now() + timeout;
-    store.set_epoch_deadline(1);
 }
 
 fn to_wit(r: &AdmissionRequest) -> wit::AdmissionRequest {

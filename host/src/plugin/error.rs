@@ -28,6 +28,10 @@ pub enum PluginError {
     #[error("plugin {plugin}: init rejected its configuration: {message}")]
     Init { plugin: Arc<str>, message: String },
 
+    /// A controller's reconcile reported a failure of its own (the host retries).
+    #[error("plugin {plugin}: reconcile failed: {message}")]
+    Reconcile { plugin: Arc<str>, message: String },
+
     /// The call ran past its wall-clock deadline and was stopped.
     #[error("plugin {plugin} did not answer within its deadline of {deadline:?}")]
     Timeout {
@@ -86,6 +90,7 @@ impl PluginError {
             PluginError::Compile { .. } => "CompileError",
             PluginError::Incompatible { .. } => "Incompatible",
             PluginError::Init { .. } => "InitFailed",
+            PluginError::Reconcile { .. } => "ReconcileFailed",
             PluginError::Timeout { .. } => "Timeout",
             PluginError::MemoryLimit { .. } => "MemoryLimit",
             PluginError::Panic { .. } => "Panic",
@@ -104,6 +109,7 @@ impl PluginError {
             | PluginError::Compile { plugin, .. }
             | PluginError::Incompatible { plugin, .. }
             | PluginError::Init { plugin, .. }
+            | PluginError::Reconcile { plugin, .. }
             | PluginError::Timeout { plugin, .. }
             | PluginError::MemoryLimit { plugin, .. }
             | PluginError::Panic { plugin, .. }

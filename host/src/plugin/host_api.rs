@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::bindings::controller::tugboat::plugin::cluster as wit_cluster;
 use super::bindings::tugboat::plugin::{host as wit_host, types as wit_types};
 use super::health::Health;
 use super::logs::{LogSource, PluginLogs, truncate};
@@ -67,6 +68,80 @@ pub struct ResourceRef {
     pub resource: String,
 }
 
+/// A resource type the API server serves (`cluster.api-resources`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiResourceInfo {
+    pub api_version: String,
+    pub kind: String,
+    pub resource: String,
+    pub namespaced: bool,
+}
+
+/// A cache query of `cluster.select`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Query {
+    pub label_selector: Option<String>,
+    /// e.g. `spec.nodeName=node-1`.
+    pub field_selector: Option<String>,
+    /// Only objects with an owner reference of this uid.
+    pub owner_uid: Option<String>,
+}
+
+/// The kinds of patch a plugin may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PatchKind {
+    Json,
+    Merge,
+    Strategic,
+    Apply,
+}
+
+impl PatchKind {
+    /// The request content type of the patch.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            PatchKind::Json => "application/json-patch+json",
+            PatchKind::Merge => "application/merge-patch+json",
+            PatchKind::Strategic => "application/strategic-merge-patch+json",
+            PatchKind::Apply => "application/apply-patch+yaml",
+        }
+    }
+}
+
+/// Options of `cluster.delete-with`, as a Kubernetes `DeleteOptions` body.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeleteOpts {
+    /// `Background`, `Foreground` or `Orphan`.
+    pub propagation: Option<&'static str>,
+    pub uid: Option<String>,
+    pub resource_version: Option<String>,
+    pub grace_period_seconds: Option<i64>,
+}
+
+impl DeleteOpts {
+    /// The `DeleteOptions` JSON body.
+    pub fn to_body(&self) -> Value {
+        let mut body = serde_json::json!({"apiVersion": "v1", "kind": "DeleteOptions"});
+        if let Some(p) = self.propagation {
+            body["propagationPolicy"] = p.into();
+        }
+        if self.uid.is_some() || self.resource_version.is_some() {
+            let mut pre = serde_json::Map::new();
+            if let Some(uid) = &self.uid {
+                pre.insert("uid".into(), uid.clone().into());
+            }
+            if let Some(rv) = &self.resource_version {
+                pre.insert("resourceVersion".into(), rv.clone().into());
+            }
+            body["preconditions"] = Value::Object(pre);
+        }
+        if let Some(g) = self.grace_period_seconds {
+            body["gracePeriodSeconds"] = g.into();
+        }
+        body
+    }
+}
+
 /// What a plugin's host calls are served by — implemented by the API server. The runtime
 /// has already checked the plugin's capabilities for the verb and resource when a method
 /// is called; `plugin` names the caller (for audit and attribution). Calls run under the
@@ -121,6 +196,117 @@ pub trait HostApi: Send + Sync + 'static {
         namespace: Option<&str>,
         name: &str,
     ) -> Result<(), HostError>;
+
+    /// `cluster.api-resources`: the resource types served (none by default).
+    fn api_resources(&self) -> Vec<ApiResourceInfo> {
+        Vec::new()
+    }
+
+    /// `cluster.select`: objects matching `query` (for controllers: from the cache). The
+    /// default serves the label selector through [`HostApi::list`] and filters the rest.
+    async fn select(
+        &self,
+        plugin: &str,
+        resource: &ResourceRef,
+        namespace: Option<&str>,
+        query: &Query,
+    ) -> Result<Vec<Value>, HostError> {
+        let items = self
+            .list(plugin, resource, namespace, query.label_selector.as_deref())
+            .await?;
+        Ok(items
+            .into_iter()
+            .filter(|o| query_matches_fields(o, query))
+            .collect())
+    }
+
+    /// `cluster.patch`.
+    #[allow(clippy::too_many_arguments)]
+    async fn patch(
+        &self,
+        plugin: &str,
+        resource: &ResourceRef,
+        namespace: Option<&str>,
+        name: &str,
+        kind: PatchKind,
+        patch: Value,
+        subresource: Option<&str>,
+    ) -> Result<Value, HostError> {
+        let _ = (plugin, resource, namespace, name, kind, patch, subresource);
+        Err(HostError::new(
+            501,
+            "NotImplemented",
+            "patch is not served here",
+        ))
+    }
+
+    /// `cluster.update-status`.
+    async fn update_status(
+        &self,
+        plugin: &str,
+        resource: &ResourceRef,
+        namespace: Option<&str>,
+        object: Value,
+    ) -> Result<Value, HostError> {
+        let _ = (plugin, resource, namespace, object);
+        Err(HostError::new(
+            501,
+            "NotImplemented",
+            "update-status is not served here",
+        ))
+    }
+
+    /// `cluster.delete-with`. The default ignores the options.
+    async fn delete_with(
+        &self,
+        plugin: &str,
+        resource: &ResourceRef,
+        namespace: Option<&str>,
+        name: &str,
+        options: &DeleteOpts,
+    ) -> Result<(), HostError> {
+        let _ = options;
+        self.delete(plugin, resource, namespace, name).await
+    }
+}
+
+/// Whether `object` passes the field-selector and owner parts of `query` (`path=value`,
+/// `path==value`, `path!=value` terms on dotted paths such as `spec.nodeName`).
+pub fn query_matches_fields(object: &Value, query: &Query) -> bool {
+    if let Some(uid) = &query.owner_uid {
+        let owned = object
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .is_some_and(|refs| {
+                refs.iter()
+                    .any(|r| r.get("uid").and_then(Value::as_str) == Some(uid.as_str()))
+            });
+        if !owned {
+            return false;
+        }
+    }
+    let Some(fs) = &query.field_selector else {
+        return true;
+    };
+    fs.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .all(|term| {
+            let (path, want, negate) = match term.split_once("!=") {
+                Some((p, v)) => (p, v, true),
+                None => match term.split_once('=') {
+                    Some((p, v)) => (p, v.trim_start_matches('='), false),
+                    None => return false,
+                },
+            };
+            let pointer = format!("/{}", path.trim().replace('.', "/"));
+            let have = match object.pointer(&pointer) {
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Null) | None => String::new(),
+                Some(v) => v.to_string(),
+            };
+            (have == want.trim()) != negate
+        })
 }
 
 /// The default [`HostApi::resolve`].
@@ -246,10 +432,28 @@ impl HostCtx {
         kind_or_resource: &str,
         namespace: Option<&str>,
     ) -> Result<ResourceRef, HostError> {
-        let r = self.api.resolve(api_version, kind_or_resource)?;
-        if allowed(&self.capabilities, &r.group, &r.resource, verb) {
+        self.check_sub(verb, api_version, kind_or_resource, None, namespace)
+    }
+
+    /// Resolves and capability-checks one call, on a subresource (`pods/status`: granted
+    /// like RBAC, by naming `<resource>/<subresource>` in the capability) if given.
+    fn check_sub(
+        &self,
+        verb: &str,
+        api_version: &str,
+        kind_or_resource: &str,
+        subresource: Option<&str>,
+        namespace: Option<&str>,
+    ) -> Result<ResourceRef, HostError> {
+        let mut r = self.api.resolve(api_version, kind_or_resource)?;
+        let checked = match subresource {
+            Some(sub) => format!("{}/{sub}", r.resource),
+            None => r.resource.clone(),
+        };
+        if allowed(&self.capabilities, &r.group, &checked, verb) {
             return Ok(r);
         }
+        r.resource = checked;
         let group = if r.group.is_empty() { "core" } else { &r.group };
         let message = format!(
             "plugin {:?} may not {verb} {:?} in API group {group:?}{}: not granted by its capabilities",
@@ -295,6 +499,15 @@ impl HostCtx {
         verb: &str,
         json: &str,
     ) -> Result<(ResourceRef, Option<String>, Value), HostError> {
+        self.parse_object_sub(verb, None, json)
+    }
+
+    fn parse_object_sub(
+        &self,
+        verb: &str,
+        subresource: Option<&str>,
+        json: &str,
+    ) -> Result<(ResourceRef, Option<String>, Value), HostError> {
         if json.len() > MAX_OBJECT_BYTES {
             return Err(HostError::new(
                 413,
@@ -316,7 +529,7 @@ impl HostCtx {
             ));
         };
         let namespace = field("/metadata/namespace");
-        let r = self.check(verb, &api_version, &kind, namespace.as_deref())?;
+        let r = self.check_sub(verb, &api_version, &kind, subresource, namespace.as_deref())?;
         Ok((r, namespace, object))
     }
 }
@@ -457,6 +670,159 @@ impl wit_host::Host for HostCtx {
         self.within_deadline(
             "delete",
             api.delete(&self.plugin, &r, namespace.as_deref(), &name),
+        )
+        .await
+        .map_err(wit_err)
+    }
+}
+
+impl wit_cluster::Host for HostCtx {
+    async fn api_resources(&mut self) -> Vec<wit_cluster::ApiResource> {
+        self.api
+            .api_resources()
+            .into_iter()
+            .map(|r| wit_cluster::ApiResource {
+                api_version: r.api_version,
+                kind: r.kind,
+                resource: r.resource,
+                namespaced: r.namespaced,
+            })
+            .collect()
+    }
+
+    async fn now_millis(&mut self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or_default()
+    }
+
+    async fn select(&mut self, q: wit_cluster::Query) -> Result<Vec<String>, wit_types::Error> {
+        let r = self
+            .check(
+                "list",
+                &q.api_version,
+                &q.kind_or_resource,
+                q.namespace.as_deref(),
+            )
+            .map_err(wit_err)?;
+        let query = Query {
+            label_selector: q.label_selector,
+            field_selector: q.field_selector,
+            owner_uid: q.owner_uid,
+        };
+        let api = self.api.clone();
+        let items = self
+            .within_deadline(
+                "select",
+                api.select(&self.plugin, &r, q.namespace.as_deref(), &query),
+            )
+            .await
+            .map_err(wit_err)?;
+        Ok(items.iter().map(Value::to_string).collect())
+    }
+
+    async fn patch(
+        &mut self,
+        api_version: String,
+        kind_or_resource: String,
+        namespace: Option<String>,
+        name: String,
+        patch_type: wit_cluster::PatchType,
+        patch: String,
+        subresource: Option<String>,
+    ) -> Result<String, wit_types::Error> {
+        let r = self
+            .check_sub(
+                "patch",
+                &api_version,
+                &kind_or_resource,
+                subresource.as_deref(),
+                namespace.as_deref(),
+            )
+            .map_err(wit_err)?;
+        if patch.len() > MAX_OBJECT_BYTES {
+            return Err(wit_err(HostError::new(
+                413,
+                "RequestEntityTooLarge",
+                "the patch is larger than 3 MiB",
+            )));
+        }
+        let patch: Value = serde_json::from_str(&patch).map_err(|e| {
+            wit_err(HostError::bad_request(format!(
+                "the patch is not valid JSON: {e}"
+            )))
+        })?;
+        let kind = match patch_type {
+            wit_cluster::PatchType::Json => PatchKind::Json,
+            wit_cluster::PatchType::Merge => PatchKind::Merge,
+            wit_cluster::PatchType::Strategic => PatchKind::Strategic,
+            wit_cluster::PatchType::Apply => PatchKind::Apply,
+        };
+        let api = self.api.clone();
+        let stored = self
+            .within_deadline(
+                "patch",
+                api.patch(
+                    &self.plugin,
+                    &r,
+                    namespace.as_deref(),
+                    &name,
+                    kind,
+                    patch,
+                    subresource.as_deref(),
+                ),
+            )
+            .await
+            .map_err(wit_err)?;
+        Ok(stored.to_string())
+    }
+
+    async fn update_status(&mut self, object: String) -> Result<String, wit_types::Error> {
+        let (r, namespace, object) = self
+            .parse_object_sub("update", Some("status"), &object)
+            .map_err(wit_err)?;
+        let api = self.api.clone();
+        let stored = self
+            .within_deadline(
+                "update-status",
+                api.update_status(&self.plugin, &r, namespace.as_deref(), object),
+            )
+            .await
+            .map_err(wit_err)?;
+        Ok(stored.to_string())
+    }
+
+    async fn delete_with(
+        &mut self,
+        api_version: String,
+        kind_or_resource: String,
+        namespace: Option<String>,
+        name: String,
+        options: wit_cluster::DeleteOptions,
+    ) -> Result<(), wit_types::Error> {
+        let r = self
+            .check(
+                "delete",
+                &api_version,
+                &kind_or_resource,
+                namespace.as_deref(),
+            )
+            .map_err(wit_err)?;
+        let opts = DeleteOpts {
+            propagation: options.propagation.map(|p| match p {
+                wit_cluster::Propagation::Background => "Background",
+                wit_cluster::Propagation::Foreground => "Foreground",
+                wit_cluster::Propagation::Orphan => "Orphan",
+            }),
+            uid: options.uid,
+            resource_version: options.resource_version,
+            grace_period_seconds: options.grace_period_seconds,
+        };
+        let api = self.api.clone();
+        self.within_deadline(
+            "delete",
+            api.delete_with(&self.plugin, &r, namespace.as_deref(), &name, &opts),
         )
         .await
         .map_err(wit_err)

@@ -133,7 +133,7 @@ pub struct Capability {
 }
 
 /// The verbs of the host API.
-pub const VERBS: &[&str] = &["get", "list", "create", "update", "delete"];
+pub const VERBS: &[&str] = &["get", "list", "create", "update", "patch", "delete"];
 
 fn matches(list: &[String], value: &str) -> bool {
     list.iter().any(|v| v == "*" || v == value)

@@ -47,6 +47,7 @@
 
 mod admission;
 mod cache;
+mod controller;
 mod error;
 mod health;
 mod host_api;
@@ -54,6 +55,7 @@ mod logs;
 mod manifest;
 pub mod oci;
 mod runtime;
+mod sandbox;
 mod slot;
 
 /// Host bindings of the `admission` world, generated from `wit/`.
@@ -64,14 +66,35 @@ pub(crate) mod bindings {
         imports: { default: async },
         exports: { default: async },
     });
+
+    /// Host bindings of the `controller` world (sharing `host` and `types` with the
+    /// admission world's).
+    pub(crate) mod controller {
+        wasmtime::component::bindgen!({
+            world: "controller",
+            path: "../wit",
+            imports: { default: async },
+            exports: { default: async },
+            with: {
+                "tugboat:plugin/host": super::tugboat::plugin::host,
+                "tugboat:plugin/types": super::tugboat::plugin::types,
+            },
+        });
+    }
 }
 
 pub use admission::{
     AdmissionPlugin, AdmissionRequest, AdmissionResponse, Gvk, Gvr, Operation, UserInfo,
 };
+pub use controller::{
+    ControllerDecl, ControllerPlugin, KindRef, MapRule, ReconcileKey, Reconciled, WatchDecl,
+};
 pub use error::PluginError;
 pub use health::{HealthState, PluginStats};
-pub use host_api::{HostApi, HostError, NoHostApi, ResourceRef, naive_resolve};
+pub use host_api::{
+    ApiResourceInfo, DeleteOpts, HostApi, HostError, NoHostApi, PatchKind, Query, ResourceRef,
+    naive_resolve, query_matches_fields,
+};
 pub use logs::{LogLine, LogSource};
 pub use manifest::{Capability, Limits, PluginKind, PluginManifest};
 pub use runtime::{CompileSource, LoadedPlugin, PluginRuntime, RuntimeConfig};

@@ -12,6 +12,7 @@ use wasmtime::{
 };
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::bindings::controller::{ControllerPre, tugboat::plugin::cluster as wit_cluster};
 use super::bindings::{Admission, AdmissionPre};
 use super::cache::ComponentCache;
 use super::error::PluginError;
@@ -140,7 +141,37 @@ pub struct LoadedPlugin {
     /// Time spent compiling or deserializing.
     pub load_time: Duration,
     pub(crate) engine: Engine,
-    pub(crate) admission: AdmissionPre<StoreState>,
+    pub(crate) pre: WorldPre,
+}
+
+/// A component instantiated ahead of time for its world.
+#[derive(Clone)]
+pub(crate) enum WorldPre {
+    Admission(AdmissionPre<StoreState>),
+    Controller(ControllerPre<StoreState>),
+}
+
+impl LoadedPlugin {
+    fn wrong_world(&self, want: &'static str) -> PluginError {
+        PluginError::Internal {
+            plugin: self.name.clone(),
+            message: format!("the component was loaded for another world than {want}"),
+        }
+    }
+
+    pub(crate) fn admission_pre(&self) -> Result<&AdmissionPre<StoreState>, PluginError> {
+        match &self.pre {
+            WorldPre::Admission(p) => Ok(p),
+            WorldPre::Controller(_) => Err(self.wrong_world("admission")),
+        }
+    }
+
+    pub(crate) fn controller_pre(&self) -> Result<&ControllerPre<StoreState>, PluginError> {
+        match &self.pre {
+            WorldPre::Controller(p) => Ok(p),
+            WorldPre::Admission(_) => Err(self.wrong_world("controller")),
+        }
+    }
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -182,6 +213,8 @@ impl PluginRuntime {
         let mut linker: Linker<StoreState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(anyhow::Error::from)?;
         Admission::add_to_linker::<StoreState, HasSelf<HostCtx>>(&mut linker, |s| &mut s.host)
+            .map_err(anyhow::Error::from)?;
+        wit_cluster::add_to_linker::<StoreState, HasSelf<HostCtx>>(&mut linker, |s| &mut s.host)
             .map_err(anyhow::Error::from)?;
 
         let cache = match &config.cache_dir {
@@ -245,28 +278,34 @@ impl PluginRuntime {
                 plugin: plugin.clone(),
                 message,
             })?;
-        if manifest.kind != PluginKind::Admission {
-            return Err(PluginError::Manifest {
-                plugin,
-                message: format!(
-                    "plugin kind {:?} is not supported yet",
-                    manifest.kind.world()
-                ),
-            });
-        }
+        let world = match manifest.kind {
+            PluginKind::Admission => "tugboat:plugin/admission@0.1.0",
+            PluginKind::Controller => "tugboat:plugin/controller@0.1.0",
+            other => {
+                return Err(PluginError::Manifest {
+                    plugin,
+                    message: format!("plugin kind {:?} is not supported yet", other.world()),
+                });
+            }
+        };
         let started = Instant::now();
         let (component, digest, source) = self.compile(name, bytes)?;
         let load_time = started.elapsed();
         let incompatible = |e: wasmtime::Error| PluginError::Incompatible {
             plugin: plugin.clone(),
-            world: "tugboat:plugin/admission@0.1.0",
+            world,
             message: format!("{e:#}"),
         };
         let pre = self
             .linker
             .instantiate_pre(&component)
             .map_err(incompatible)?;
-        let admission = AdmissionPre::new(pre).map_err(incompatible)?;
+        let pre = match manifest.kind {
+            PluginKind::Controller => {
+                WorldPre::Controller(ControllerPre::new(pre).map_err(incompatible)?)
+            }
+            _ => WorldPre::Admission(AdmissionPre::new(pre).map_err(incompatible)?),
+        };
         tracing::info!(plugin = %plugin, %digest, ?source, ?load_time, "plugin component loaded");
         Ok(LoadedPlugin {
             name: plugin,
@@ -275,7 +314,7 @@ impl PluginRuntime {
             source,
             load_time,
             engine: self.engine.clone(),
-            admission,
+            pre,
         })
     }
 }

@@ -4,9 +4,13 @@
 //! Every [`Cluster`] owns its server process and its temporary directory; both
 //! are cleaned up on drop, also when the test panics (then the tail of the
 //! server's log is printed, so a failure can be diagnosed from the test output).
+//!
+//! [`wasm`] locates the built Wasm components (also for the tests that need no server).
 
 // Each integration test binary compiles this module and uses only part of it.
 #![allow(dead_code, unused_macros)]
+
+pub mod wasm;
 
 use std::cell::RefCell;
 use std::fs;
@@ -101,18 +105,40 @@ macro_rules! check_eq {
     };
 }
 
+/// The compiled-plugin cache the test servers share: `$TUG_PLUGIN_CACHE`, else beside the
+/// target directory.
+pub fn plugin_cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("TUG_PLUGIN_CACHE") {
+        return PathBuf::from(d);
+    }
+    // CARGO_BIN_EXE_tug is <target>/<profile>/tug.
+    Path::new(env!("CARGO_BIN_EXE_tug"))
+        .parent()
+        .and_then(Path::parent)
+        .map(|t| t.join("tugboat-plugin-cache"))
+        .unwrap_or_else(|| std::env::temp_dir().join("tugboat-plugin-cache"))
+}
+
 /// A running `tug server` on its own data directory.
 pub struct Cluster {
     dir: tempfile::TempDir,
     child: Option<Child>,
     addr: SocketAddr,
     starts: u32,
+    /// Further `tug server` arguments (kept across restarts).
+    args: Vec<String>,
 }
 
 impl Cluster {
     /// Start a server on a fresh data dir and an OS-chosen port, and wait
     /// until kubectl can talk to it.
     pub fn start() -> Cluster {
+        Cluster::start_with(&[])
+    }
+
+    /// [`Cluster::start`] with further `tug server` arguments, e.g.
+    /// `["--simulated-nodes", "3"]`.
+    pub fn start_with(args: &[&str]) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("tug-e2e-")
             .tempdir()
@@ -122,6 +148,7 @@ impl Cluster {
             child: None,
             addr: "127.0.0.1:0".parse().unwrap(),
             starts: 0,
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         let addr = cluster
             .spawn_server("127.0.0.1:0".parse().unwrap())
@@ -185,6 +212,10 @@ impl Cluster {
             .arg(self.dir.path())
             .arg("--listen")
             .arg(listen.to_string())
+            .args(&self.args)
+            // Compiled plugins are shared by every test server (content-addressed), so
+            // that each start does not compile the built-in plugins again.
+            .env("TUG_PLUGIN_CACHE", plugin_cache_dir())
             .env(
                 "TUG_LOG",
                 std::env::var("TUG_LOG").unwrap_or_else(|_| "info".into()),

@@ -39,7 +39,10 @@
 extern crate self as tugboat_plugin_sdk;
 
 pub mod admission;
+pub mod cluster;
+pub mod controller;
 pub mod host;
+pub mod objects;
 pub mod patch;
 pub mod testing;
 
@@ -56,9 +59,12 @@ pub mod prelude {
     pub use crate::admission::{
         AdmissionPolicy, AdmissionRequest, AdmissionResponse, Gvk, Gvr, Operation, UserInfo,
     };
-    pub use crate::export_admission;
+    pub use crate::cluster;
+    pub use crate::controller::{Action, Controller, ControllerSpec, KindRef, MapRule, ObjectKey};
     pub use crate::host::{self, HostError, LogLevel};
+    pub use crate::objects;
     pub use crate::patch::JsonPatch;
+    pub use crate::{export_admission, export_controller};
     pub use serde_json::{Value, json};
 }
 
@@ -75,6 +81,22 @@ pub mod bindings {
             export_macro_name: "__tugboat_export_admission_world",
             default_bindings_module: "tugboat_plugin_sdk::bindings::admission",
             runtime_path: "tugboat_plugin_sdk::__wit_bindgen::rt",
+        });
+    }
+
+    /// The `controller` world (its `host` and `types` are the admission world's).
+    pub mod controller {
+        wit_bindgen::generate!({
+            world: "controller",
+            path: "../../wit",
+            pub_export_macro: true,
+            export_macro_name: "__tugboat_export_controller_world",
+            default_bindings_module: "tugboat_plugin_sdk::bindings::controller",
+            runtime_path: "tugboat_plugin_sdk::__wit_bindgen::rt",
+            with: {
+                "tugboat:plugin/host@0.1.0": super::admission::tugboat::plugin::host,
+                "tugboat:plugin/types@0.1.0": super::admission::tugboat::plugin::types,
+            },
         });
     }
 }

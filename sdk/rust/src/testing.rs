@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::Value;
 
 use crate::admission::naive_plural;
+use crate::cluster::{ApiResource, DeleteOptions, PatchType, Query};
 use crate::host::{HostError, LogLevel};
 
 /// What answers host API calls in native tests. Every method has a default: `log` prints
@@ -73,6 +74,66 @@ pub trait MockHost {
     ) -> Result<(), HostError> {
         let _ = (api_version, kind_or_resource, namespace, name);
         Err(not_implemented("delete"))
+    }
+
+    /// The clock of [`cluster::now_millis`](crate::cluster::now_millis): the real one by
+    /// default.
+    fn now_millis(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or_default()
+    }
+
+    /// The resource types of [`cluster::api_resources`](crate::cluster::api_resources):
+    /// none by default.
+    fn api_resources(&self) -> Vec<ApiResource> {
+        Vec::new()
+    }
+
+    fn select(&self, query: &Query) -> Result<Vec<Value>, HostError> {
+        let _ = query;
+        Err(not_implemented("select"))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn patch(
+        &self,
+        api_version: &str,
+        kind_or_resource: &str,
+        namespace: Option<&str>,
+        name: &str,
+        patch_type: PatchType,
+        patch: &Value,
+        subresource: Option<&str>,
+    ) -> Result<Value, HostError> {
+        let _ = (
+            api_version,
+            kind_or_resource,
+            namespace,
+            name,
+            patch_type,
+            patch,
+            subresource,
+        );
+        Err(not_implemented("patch"))
+    }
+
+    fn update_status(&self, object: &Value) -> Result<Value, HostError> {
+        let _ = object;
+        Err(not_implemented("update-status"))
+    }
+
+    fn delete_with(
+        &self,
+        api_version: &str,
+        kind_or_resource: &str,
+        namespace: Option<&str>,
+        name: &str,
+        options: &DeleteOptions,
+    ) -> Result<(), HostError> {
+        let _ = options;
+        self.delete(api_version, kind_or_resource, namespace, name)
     }
 }
 
@@ -136,6 +197,7 @@ pub struct FakeCluster {
 struct FakeState {
     objects: Vec<Value>,
     logs: Vec<(LogLevel, String)>,
+    now_millis: Option<u64>,
 }
 
 impl FakeCluster {
@@ -147,6 +209,11 @@ impl FakeCluster {
     pub fn with_object(self, object: Value) -> Self {
         self.lock().objects.push(object);
         self
+    }
+
+    /// Sets the clock [`cluster::now_millis`](crate::cluster::now_millis) reads.
+    pub fn set_time(&self, millis: u64) {
+        self.lock().now_millis = Some(millis);
     }
 
     /// The objects now stored.
@@ -184,6 +251,26 @@ fn key_of(object: &Value) -> (Option<&str>, Option<&str>, Option<&str>, Option<&
         str_at(object, "/metadata/namespace"),
         str_at(object, "/metadata/name"),
     )
+}
+
+/// RFC 7386 merge patch.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Some(fields) = patch.as_object() else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(Default::default());
+    }
+    if let Some(t) = target.as_object_mut() {
+        for (k, v) in fields {
+            if v.is_null() {
+                t.remove(k);
+            } else {
+                merge_patch(t.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+    }
 }
 
 fn selector_matches(object: &Value, selector: &str) -> bool {
@@ -300,6 +387,121 @@ impl MockHost for FakeCluster {
             return Err(HostError::new(404, "NotFound", "the object does not exist"));
         }
         Ok(())
+    }
+
+    fn now_millis(&self) -> u64 {
+        let fixed = self.lock().now_millis;
+        fixed.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or_default()
+        })
+    }
+
+    fn api_resources(&self) -> Vec<ApiResource> {
+        let mut out: Vec<ApiResource> = Vec::new();
+        for o in &self.lock().objects {
+            let (Some(api_version), Some(kind)) = (str_at(o, "/apiVersion"), str_at(o, "/kind"))
+            else {
+                continue;
+            };
+            if out
+                .iter()
+                .any(|r| r.api_version == api_version && r.kind == kind)
+            {
+                continue;
+            }
+            out.push(ApiResource {
+                api_version: api_version.into(),
+                kind: kind.into(),
+                resource: naive_plural(kind),
+                namespaced: str_at(o, "/metadata/namespace").is_some(),
+            });
+        }
+        out
+    }
+
+    fn select(&self, q: &Query) -> Result<Vec<Value>, HostError> {
+        let items = self.list(
+            &q.api_version,
+            &q.kind_or_resource,
+            q.namespace.as_deref(),
+            q.label_selector.as_deref(),
+        )?;
+        Ok(items
+            .into_iter()
+            .filter(|o| {
+                q.owner_uid.as_deref().is_none_or(|uid| {
+                    o.pointer("/metadata/ownerReferences")
+                        .and_then(Value::as_array)
+                        .is_some_and(|refs| {
+                            refs.iter()
+                                .any(|r| r.get("uid").and_then(Value::as_str) == Some(uid))
+                        })
+                })
+            })
+            .filter(|o| {
+                q.field_selector.as_deref().is_none_or(|fs| {
+                    fs.split(',').filter(|t| !t.is_empty()).all(|term| {
+                        let (path, want, negate) = match term.split_once("!=") {
+                            Some((p, v)) => (p, v, true),
+                            None => match term.split_once('=') {
+                                Some((p, v)) => (p.trim_end_matches('='), v, false),
+                                None => return false,
+                            },
+                        };
+                        let pointer = format!("/{}", path.trim().replace('.', "/"));
+                        let have = str_at(o, &pointer).unwrap_or_default();
+                        (have == want.trim()) != negate
+                    })
+                })
+            })
+            .collect())
+    }
+
+    fn patch(
+        &self,
+        api_version: &str,
+        kind_or_resource: &str,
+        namespace: Option<&str>,
+        name: &str,
+        patch_type: PatchType,
+        patch: &Value,
+        _subresource: Option<&str>,
+    ) -> Result<Value, HostError> {
+        if !matches!(patch_type, PatchType::Merge | PatchType::Strategic) {
+            return Err(not_implemented(
+                "patch (the fake applies merge patches only)",
+            ));
+        }
+        let Some(mut object) = self.get(api_version, kind_or_resource, namespace, name)? else {
+            return Err(HostError::new(404, "NotFound", "the object does not exist"));
+        };
+        merge_patch(&mut object, patch);
+        self.update(&object)
+    }
+
+    fn update_status(&self, object: &Value) -> Result<Value, HostError> {
+        let mut state = self.lock();
+        match state
+            .objects
+            .iter_mut()
+            .find(|o| key_of(o) == key_of(object))
+        {
+            Some(slot) => {
+                match object.get("status") {
+                    Some(status) => slot["status"] = status.clone(),
+                    None => {
+                        if let Some(m) = slot.as_object_mut() {
+                            m.remove("status");
+                        }
+                    }
+                }
+                Ok(slot.clone())
+            }
+            None => Err(HostError::new(404, "NotFound", "the object does not exist")),
+        }
     }
 }
 

@@ -10,6 +10,8 @@
 //! | `memory` | allocates 1 MiB blocks until allocation fails (the memory cap) |
 //! | `forbidden` | reads a Secret, which its manifest does not allow, and denies with the error it got |
 //! | `host-get` | reads ConfigMap `plugin-config` in the request's namespace and denies with its `data.message` |
+//! | `forbidden-write` | in the request's namespace, reads ConfigMap `victim`, then tries to update it, create ConfigMap `stolen`, delete `victim` and delete the namespace itself; denies with what the host answered to each |
+//! | `forbidden-write-panic` | the same writes, then panics with what the host answered (a plugin that `unwrap`s a refused host call) |
 //! | `log` | logs through the host and to stdout/stderr, then allows |
 //! | `garbage` | returns a patch that is not JSON |
 //! | `not-a-patch` | returns a patch that is JSON but not an RFC 6902 array |
@@ -22,11 +24,11 @@
 
 use std::sync::Mutex;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use tugboat_plugin_sdk::bindings::admission::exports::tugboat::plugin::admission_plugin::{
     AdmissionRequest, AdmissionResponse, Guest,
 };
-use tugboat_plugin_sdk::host::{self, LogLevel};
+use tugboat_plugin_sdk::host::{self, HostError, LogLevel};
 
 static MODE: Mutex<String> = Mutex::new(String::new());
 
@@ -128,6 +130,8 @@ fn behave(mode: &str, request: AdmissionRequest) -> AdmissionResponse {
                 }
             }
         }
+        "forbidden-write" => deny(forbidden_writes(&request)),
+        "forbidden-write-panic" => panic!("the host refused: {}", forbidden_writes(&request)),
         "host-get" => {
             match host::get(
                 "v1",
@@ -165,6 +169,52 @@ fn behave(mode: &str, request: AdmissionRequest) -> AdmissionResponse {
         },
         _ => allow(),
     }
+}
+
+/// Tries writes a plugin without the matching capabilities must never get through (see the
+/// `forbidden-write` mode); returns what the host answered to each, `; `-separated.
+fn forbidden_writes(request: &AdmissionRequest) -> String {
+    let ns = request.namespace.as_deref();
+    let mut answers = Vec::new();
+    let mut answer = |what: &str, result: Result<(), HostError>| {
+        answers.push(match result {
+            Ok(()) => format!("{what}: the host let me do it"),
+            Err(e) => format!("{what}: {e}"),
+        });
+    };
+    // Reading is what such a plugin may be granted; writing is not.
+    let mut victim = match host::get("v1", "ConfigMap", ns, "victim") {
+        Ok(Some(cm)) => cm,
+        other => {
+            answer(
+                "get configmap victim",
+                other
+                    .map(|_| ())
+                    .and(Err(HostError::new(404, "NotFound", "no victim"))),
+            );
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "victim", "namespace": ns}})
+        }
+    };
+    victim["data"] = json!({"owner": "faulty"});
+    answer("update configmap victim", host::update(&victim).map(|_| ()));
+    let stolen = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "stolen", "namespace": ns},
+        "data": {"owner": "faulty"},
+    });
+    answer("create configmap stolen", host::create(&stolen).map(|_| ()));
+    answer(
+        "delete configmap victim",
+        host::delete("v1", "ConfigMap", ns, "victim"),
+    );
+    if let Some(ns) = ns {
+        answer(
+            "delete namespace",
+            host::delete("v1", "Namespace", None, ns),
+        );
+    }
+    answers.join("; ")
 }
 
 tugboat_plugin_sdk::bindings::admission::__tugboat_export_admission_world!(

@@ -1,9 +1,20 @@
 //! `tug bench …`: benchmarks that start a real `tug server` process and print their figures.
 //!
-//! `tug bench api` measures durable creates per second and their latency over HTTPS with 1
-//! and with many concurrent clients (each its own TLS connection, as separate programs would
-//! be), watch event delivery latency with many watchers, the time from starting the server to
-//! the API answering, and the server's resident memory when idle.
+//! - `tug bench api` ([`api`]) measures durable creates per second and their latency over
+//!   HTTPS with 1 and with many concurrent clients (each its own TLS connection, as separate
+//!   programs would be), watch event delivery latency with many watchers, the time from
+//!   starting the server to the API answering, and the server's resident memory when idle.
+//! - `tug bench admission` ([`admission`]) measures what a Wasm admission hook costs: the
+//!   Rust example policy in process (compile, cache load, instantiate+decide, warm decide,
+//!   against the same check in native Rust) and the latency a hook adds to pod creates
+//!   through the API.
+//!
+//! [`ServerProcess`] and [`Client`] are shared with the tests and `tug plugin upload`.
+
+mod admission;
+mod api;
+
+pub use admission::AdmissionArgs;
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -17,7 +28,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::{self, pki_types::pem::PemObject};
@@ -45,6 +56,10 @@ pub enum BenchCmd {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// What a Wasm admission hook costs: the Rust example policy in process (compile, cache
+    /// load, instantiate+decide, warm decide, against native Rust) and the latency it adds
+    /// to pod creates through the API, with 0, 1 and several hooks.
+    Admission(AdmissionArgs),
 }
 
 pub async fn run(cmd: BenchCmd) -> Result<()> {
@@ -56,7 +71,8 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
             watchers,
             events,
             data_dir,
-        } => bench_api(single, total, clients, watchers, events, data_dir).await,
+        } => api::bench_api(single, total, clients, watchers, events, data_dir).await,
+        BenchCmd::Admission(args) => admission::bench_admission(args).await,
     }
 }
 
@@ -131,6 +147,17 @@ impl ServerProcess {
         }
         s.started_in = t0.elapsed();
         Ok(s)
+    }
+
+    /// Kills the server and waits for it to exit; its temporary data directory is removed
+    /// when `self` drops, after the process is gone. (Dropping a `ServerProcess` without
+    /// calling this also kills the process, without waiting.)
+    pub async fn stop(mut self) -> Result<()> {
+        if self.child.try_wait()?.is_none() {
+            self.child.start_kill().context("killing tug server")?;
+            self.child.wait().await.context("waiting for tug server")?;
+        }
+        Ok(())
     }
 
     pub async fn client(&self) -> Result<Client> {
@@ -250,7 +277,7 @@ impl Client {
     }
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
     }
@@ -258,27 +285,18 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-fn ms(d: Duration) -> f64 {
+pub(crate) fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-fn configmap(ns: &str, name: &str, sent_ns: u128) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": name, "namespace": ns, "labels": {"bench": "tug"}},
-        "data": {"sent": sent_ns.to_string(), "payload": "x".repeat(64)},
-    }))
-    .unwrap_or_default()
-}
-
-fn wall_ns() -> u128 {
+pub(crate) fn wall_ns() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0)
 }
 
-async fn create_ns(c: &mut Client, ns: &str) -> Result<()> {
+pub(crate) async fn create_ns(c: &mut Client, ns: &str) -> Result<()> {
     let body = serde_json::to_vec(
         &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
     )?;
@@ -287,188 +305,6 @@ async fn create_ns(c: &mut Client, ns: &str) -> Result<()> {
         bail!(
             "creating namespace {ns}: {code} {}",
             String::from_utf8_lossy(&b)
-        );
-    }
-    Ok(())
-}
-
-/// Run `total` creates over `clients` connections; returns (elapsed, latencies).
-async fn create_run(
-    server: &ServerProcess,
-    ns: &str,
-    clients: usize,
-    total: usize,
-) -> Result<(Duration, Vec<Duration>)> {
-    let mut conns = vec![];
-    for _ in 0..clients {
-        conns.push(server.client().await?);
-    }
-    let per = total / clients;
-    let start = Instant::now();
-    let mut tasks = vec![];
-    for (ci, mut c) in conns.into_iter().enumerate() {
-        let ns = ns.to_string();
-        tasks.push(tokio::spawn(async move {
-            let mut lat = Vec::with_capacity(per);
-            for i in 0..per {
-                let body = configmap(&ns, &format!("c{ci}-{i}"), wall_ns());
-                let t = Instant::now();
-                let (code, b) = c
-                    .request(
-                        "POST",
-                        &format!("/api/v1/namespaces/{ns}/configmaps"),
-                        Some(body),
-                    )
-                    .await?;
-                lat.push(t.elapsed());
-                if code != 201 {
-                    bail!("create answered {code}: {}", String::from_utf8_lossy(&b));
-                }
-            }
-            Ok::<_, anyhow::Error>(lat)
-        }));
-    }
-    let mut all = vec![];
-    for t in tasks {
-        all.extend(t.await??);
-    }
-    Ok((start.elapsed(), all))
-}
-
-fn report_creates(label: &str, elapsed: Duration, mut lat: Vec<Duration>) {
-    lat.sort();
-    let n = lat.len();
-    println!(
-        "creates[{label}]: {n} durable creates in {:.2} s = {:.0} creates/s; latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        elapsed.as_secs_f64(),
-        n as f64 / elapsed.as_secs_f64(),
-        ms(percentile(&lat, 0.50)),
-        ms(percentile(&lat, 0.99)),
-        ms(lat.last().copied().unwrap_or_default()),
-    );
-}
-
-async fn bench_api(
-    single: usize,
-    total: usize,
-    clients: usize,
-    watchers: usize,
-    events: usize,
-    data_dir: Option<PathBuf>,
-) -> Result<()> {
-    let server = ServerProcess::start(data_dir).await?;
-    println!(
-        "startup: `tug server` to API answering in {:.1} ms",
-        ms(server.started_in)
-    );
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    if let Some(kib) = server.rss_kib() {
-        println!(
-            "memory: idle server resident set {:.1} MiB",
-            kib as f64 / 1024.0
-        );
-    }
-    let mut admin = server.client().await?;
-    create_ns(&mut admin, "bench-1").await?;
-    create_ns(&mut admin, "bench-n").await?;
-    create_ns(&mut admin, "bench-w").await?;
-
-    let (el, lat) = create_run(&server, "bench-1", 1, single).await?;
-    report_creates("1 client", el, lat);
-    let (el, lat) = create_run(&server, "bench-n", clients, total).await?;
-    report_creates(&format!("{clients} clients"), el, lat);
-
-    // Watch delivery latency: `watchers` watches on one namespace, then `events` creates
-    // spaced out; latency = receipt time − the send time stamped into the object.
-    let (_, list) = admin
-        .request("GET", "/api/v1/namespaces/bench-w/configmaps?limit=1", None)
-        .await?;
-    let rv = serde_json::from_slice::<Value>(&list)?
-        .pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
-        .unwrap_or("0")
-        .to_string();
-    let mut rxs = vec![];
-    for _ in 0..watchers {
-        let c = server.client().await?;
-        rxs.push(
-            c.stream_lines(&format!(
-                "/api/v1/namespaces/bench-w/configmaps?watch=true&resourceVersion={rv}"
-            ))
-            .await?,
-        );
-    }
-    let collectors: Vec<_> = rxs
-        .into_iter()
-        .map(|mut rx| {
-            tokio::spawn(async move {
-                let mut lat = vec![];
-                while let Some((_, line)) = rx.recv().await {
-                    let recv = wall_ns();
-                    let Ok(ev) = serde_json::from_slice::<Value>(&line) else {
-                        continue;
-                    };
-                    if ev["type"] != "ADDED" {
-                        continue;
-                    }
-                    let sent: u128 = ev
-                        .pointer("/object/data/sent")
-                        .and_then(Value::as_str)
-                        .and_then(|s| s.parse().ok())
-                        .unwrap_or(0);
-                    lat.push(Duration::from_nanos(recv.saturating_sub(sent) as u64));
-                    if ev.pointer("/object/metadata/name").and_then(Value::as_str) == Some("last") {
-                        break;
-                    }
-                }
-                lat
-            })
-        })
-        .collect();
-    for i in 0..events {
-        let name = if i + 1 == events {
-            "last".to_string()
-        } else {
-            format!("w{i}")
-        };
-        let (code, b) = admin
-            .request(
-                "POST",
-                "/api/v1/namespaces/bench-w/configmaps",
-                Some(configmap("bench-w", &name, wall_ns())),
-            )
-            .await?;
-        if code != 201 {
-            bail!("create answered {code}: {}", String::from_utf8_lossy(&b));
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let mut all = vec![];
-    for c in collectors {
-        match tokio::time::timeout(Duration::from_secs(60), c).await {
-            Ok(Ok(l)) => all.extend(l),
-            _ => bail!("a watcher did not receive every event within 60 s"),
-        }
-    }
-    all.sort();
-    println!(
-        "watch: {} deliveries to {watchers} watchers ({events} events): latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        all.len(),
-        ms(percentile(&all, 0.50)),
-        ms(percentile(&all, 0.99)),
-        ms(all.last().copied().unwrap_or_default()),
-    );
-    if all.len() != watchers * events {
-        bail!(
-            "expected {} deliveries, got {}",
-            watchers * events,
-            all.len()
-        );
-    }
-    if let Some(kib) = server.rss_kib() {
-        println!(
-            "memory: server resident set after the run {:.1} MiB",
-            kib as f64 / 1024.0
         );
     }
     Ok(())
