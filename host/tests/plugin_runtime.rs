@@ -734,7 +734,11 @@ async fn plugins_import_only_what_they_use_and_link_against_a_newer_0_1_x_host()
         .map(|(n, _)| n)
         .collect();
     funcs.sort();
-    assert_eq!(funcs, ["create", "delete", "get", "log", "update"], "only the functions it calls");
+    assert_eq!(
+        funcs,
+        ["create", "delete", "get", "log", "update"],
+        "only the functions it calls"
+    );
 
     // A future host: interface version 0.1.1 with one more function.
     let mut linker: Linker<State> = Linker::new(&engine);

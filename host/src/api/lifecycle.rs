@@ -16,7 +16,6 @@ use crate::store::WriteOp;
 /// The finalizer that makes a CRD's deletion wait until its objects are gone.
 pub const CRD_CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
 
-
 /// Namespaces every cluster has from the first start.
 pub const DEFAULT_NAMESPACES: &[&str] =
     &["default", "kube-system", "kube-public", "kube-node-lease"];
