@@ -8,4 +8,5 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/tugboat-target}"
 cargo build --release -p tugboat --bin tug
 data="${TUG_DATA_DIR:-/var/lib/tugboat}"
 echo "Starting tug server; then: kubectl --kubeconfig $data/kubeconfig get ns"
-exec "$CARGO_TARGET_DIR/release/tug" server --data-dir "$data" --listen "${TUG_LISTEN:-127.0.0.1:6443}"
+exec "$CARGO_TARGET_DIR/release/tug" server --data-dir "$data" --listen "${TUG_LISTEN:-127.0.0.1:6443}" \
+  --simulated-nodes "${TUG_SIMULATED_NODES:-0}"

@@ -173,6 +173,10 @@ pub trait ControllerRunner: Send + Sync + 'static {
 
     /// Stops controller `name` (its queue is dropped).
     async fn stop(&self, name: &str);
+
+    /// Controller `name`'s engine metrics for its Plugin's status (queue depth, reconciles,
+    /// errors, latency), if it runs.
+    async fn metrics(&self, name: &str) -> Option<Value>;
 }
 
 /// What the loop last did with one `Plugin`.
@@ -572,6 +576,19 @@ impl Api {
             .pointer("/metadata/generation")
             .and_then(Value::as_i64)
             .unwrap_or(0);
+        // Status writes (ours, every few seconds) do not change the generation: a running
+        // version has nothing to load again (a failed one is retried).
+        if generation > 0
+            && self
+                .admission
+                .loaded
+                .lock()
+                .await
+                .get(&name)
+                .is_some_and(|l| l.generation == generation && l.error.is_none())
+        {
+            return;
+        }
         let spec = p.get("spec").cloned().unwrap_or(Value::Null);
         let adm: AdmissionSpec =
             serde_json::from_value(spec.get("admission").cloned().unwrap_or(json!({})))
@@ -857,7 +874,13 @@ impl Api {
                 })
                 .collect()
         };
-        for (name, status) in snapshot {
+        let runner = self.admission.runner();
+        for (name, mut status) in snapshot {
+            if let Some(runner) = &runner
+                && let Some(m) = runner.metrics(&name).await
+            {
+                status["controller"] = m;
+            }
             let t = Target {
                 rt: rt.clone(),
                 namespace: None,

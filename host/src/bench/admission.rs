@@ -47,13 +47,14 @@ pub struct AdmissionArgs {
     #[arg(long, default_value_t = 3)]
     pub compiles: usize,
     /// Timed pod creates per hook configuration through the API.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 3000)]
     pub creates: usize,
     /// Rounds the timed calls and creates are split into (figures per round show the noise).
     #[arg(long, default_value_t = 5)]
     pub rounds: usize,
-    /// Pod creates per batch; batches of the hook configurations alternate.
-    #[arg(long, default_value_t = 25)]
+    /// Pod creates per batch; batches of the hook configurations alternate (1: they take
+    /// turns create by create, so bursts of noise fall on all of them alike).
+    #[arg(long, default_value_t = 1)]
     pub batch: usize,
     /// Untimed pod creates per configuration before timing.
     #[arg(long, default_value_t = 200)]
@@ -921,13 +922,18 @@ async fn measure_api(
     );
     println!(
         "  method: {} hook configurations told apart by namespace (each Plugin's rules name \
-         the namespaces it judges), {total} timed creates each in {} rounds of batches of {} \
-         that alternate between the configurations (rotating which goes first), {:.1} s in all, \
-         after {} untimed creates each; p50/p99 are over all of a configuration's creates, the \
-         per-round figures show the noise",
+         the namespaces it judges), measured together: {total} timed creates each, in {} \
+         rounds within which the configurations take turns {} (rotating which goes first), so \
+         the noise of this shared machine falls on all of them alike; {:.1} s in all, after {} \
+         untimed creates each. p50/p99 are over all of a configuration's creates; the \
+         per-round figures show the noise; \"added\" is against 0 hooks",
         configs.len(),
         args.rounds,
-        args.batch,
+        if args.batch == 1 {
+            "create by create".to_string()
+        } else {
+            format!("in batches of {} creates", args.batch)
+        },
         measured_in.as_secs_f64(),
         args.warmup
     );

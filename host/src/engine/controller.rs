@@ -688,8 +688,15 @@ async fn worker(
                 Outcome::Requeued
             }
             Ok(Err(e)) => {
-                tracing::warn!(controller = %shared.name, key = %key, error = %e,
-                    retries = queue.num_requeues(&key), "reconcile failed; retrying with backoff");
+                // A stale read meeting optimistic concurrency is routine: the retry reads
+                // the newer object.
+                if e.contains("Conflict (409)") {
+                    tracing::debug!(controller = %shared.name, key = %key, error = %e,
+                        "reconcile met a conflict; retrying");
+                } else {
+                    tracing::warn!(controller = %shared.name, key = %key, error = %e,
+                        retries = queue.num_requeues(&key), "reconcile failed; retrying with backoff");
+                }
                 queue.add_rate_limited(key.clone());
                 Outcome::Failed
             }

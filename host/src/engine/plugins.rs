@@ -123,6 +123,22 @@ impl ControllerRunner for PluginControllers {
         Ok(())
     }
 
+    async fn metrics(&self, name: &str) -> Option<Value> {
+        let running = self.running.lock().await;
+        let m = running.get(name)?._handle.metrics();
+        let ms = |d: Option<Duration>| d.map(|d| (d.as_secs_f64() * 1e5).round() / 100.0);
+        Some(serde_json::json!({
+            "active": m.active,
+            "queueDepth": m.queue_depth,
+            "waiting": m.waiting,
+            "reconciles": m.reconciles,
+            "errors": m.errors,
+            "requeues": m.requeues,
+            "latencyP50Ms": ms(m.latency_p50),
+            "latencyP99Ms": ms(m.latency_p99),
+        }))
+    }
+
     async fn stop(&self, name: &str) {
         let removed = self.running.lock().await.remove(name);
         if let Some(r) = removed {
