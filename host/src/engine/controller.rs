@@ -85,6 +85,8 @@ pub struct ControllerSpec {
     /// Further primary kinds (`apiVersion`, `kind`), e.g. for the garbage collector. Map
     /// rules other than `Owner` and `Dependents` produce keys of the first.
     pub also: Vec<(String, String)>,
+    /// Which changes of primary objects enqueue them.
+    pub primary_changes: ChangeFilter,
     /// Other kinds whose changes enqueue primary keys.
     pub watches: Vec<WatchSpec>,
     /// Concurrent workers (0: the engine's default, 2).
@@ -103,6 +105,7 @@ impl ControllerSpec {
             api_version: api_version.into(),
             kind: kind.into(),
             also: vec![],
+            primary_changes: ChangeFilter::All,
             watches: vec![],
             workers: 0,
         }
@@ -185,6 +188,8 @@ pub struct WatchSpec {
     pub label_selector: Option<String>,
     /// Which primary objects a change enqueues.
     pub map: MapRule,
+    /// Which changes count at all.
+    pub changes: ChangeFilter,
 }
 
 impl WatchSpec {
@@ -196,8 +201,59 @@ impl WatchSpec {
             namespace: None,
             label_selector: None,
             map,
+            changes: ChangeFilter::All,
         }
     }
+}
+
+pub use crate::plugin::ChangeFilter;
+
+/// Whether a change passes a [`ChangeFilter`]: creations and deletions always do; an update
+/// does if what the filter looks at differs (`resourceVersion` and `managedFields` never
+/// count).
+pub fn change_counts(filter: ChangeFilter, change: &Change) -> bool {
+    let (Some(old), Some(new)) = (&change.old, &change.new) else {
+        return true;
+    };
+    let meta = |o: &Value| {
+        let mut m = o.get("metadata").cloned().unwrap_or(Value::Null);
+        if let Some(m) = m.as_object_mut() {
+            m.remove("resourceVersion");
+            m.remove("managedFields");
+        }
+        m
+    };
+    match filter {
+        ChangeFilter::All => true,
+        ChangeFilter::Metadata => meta(old) != meta(new),
+        ChangeFilter::SpecAndMetadata => {
+            let rest = |o: &Value| -> Vec<(String, Value)> {
+                o.as_object()
+                    .map(|m| {
+                        m.iter()
+                            .filter(|(k, _)| !matches!(k.as_str(), "status" | "metadata"))
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            };
+            meta(old) != meta(new) || rest(old) != rest(new)
+        }
+    }
+}
+
+/// Whether an owner's change concerns its dependents (the `Dependents` rule): it is gone,
+/// being deleted, or its finalizers changed.
+fn owner_change_counts(change: &Change) -> bool {
+    let (Some(old), Some(new)) = (&change.old, &change.new) else {
+        return true;
+    };
+    let deleting = |o: &Value| {
+        o.pointer("/metadata/deletionTimestamp")
+            .is_some_and(|v| !v.is_null())
+    };
+    let finalizers = |o: &Value| o.pointer("/metadata/finalizers").cloned();
+    deleting(new) != deleting(old) || finalizers(old) != finalizers(new) || deleting(new)
 }
 
 /// How a change of a watched object maps to primary keys.
@@ -460,6 +516,9 @@ impl Mappers {
                 }
             }
             MapRule::Dependents => {
+                if !owner_change_counts(change) {
+                    return;
+                }
                 let uids: BTreeSet<&str> = change
                     .old
                     .iter()
@@ -502,16 +561,20 @@ fn passes(namespace: Option<&str>, selector: Option<&LabelSelector>, change: &Ch
 }
 
 /// Feed one subscription's changes to the queue until it ends.
+#[allow(clippy::too_many_arguments)]
 async fn feed(
     mut sub: Subscription,
     mapper: Arc<Mappers>,
     rule: MapRule,
+    changes: ChangeFilter,
     namespace: Option<String>,
     selector: Option<LabelSelector>,
     queue: Arc<WorkQueue<ObjectKey>>,
 ) {
     while let Some(change) = sub.recv().await {
-        if !passes(namespace.as_deref(), selector.as_ref(), &change) {
+        if !passes(namespace.as_deref(), selector.as_ref(), &change)
+            || !change_counts(changes, &change)
+        {
             continue;
         }
         let mut keys = BTreeSet::new();
@@ -572,6 +635,7 @@ impl Runner {
                     all: vec![mapper.clone()],
                 }),
                 MapRule::SameName,
+                self.spec.primary_changes,
                 None,
                 None,
                 self.shared.queue.clone(),
@@ -590,6 +654,7 @@ impl Runner {
                 sub,
                 mappers.clone(),
                 w.spec.map.clone(),
+                w.spec.changes,
                 w.spec.namespace.clone(),
                 selector,
                 self.shared.queue.clone(),
@@ -713,6 +778,52 @@ async fn worker(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn change_filters_ignore_what_they_should() {
+        let obj = |labels: Value, spec: Value, status: Value, rv: &str| {
+            Some(Arc::new(
+                json!({"metadata": {"name": "x", "labels": labels, "resourceVersion": rv},
+                "spec": spec, "status": status}),
+            ))
+        };
+        let status_only = Change {
+            old: obj(json!({"a": "1"}), json!({"r": 1}), json!({"s": 1}), "1"),
+            new: obj(json!({"a": "1"}), json!({"r": 1}), json!({"s": 2}), "2"),
+        };
+        assert!(change_counts(ChangeFilter::All, &status_only));
+        assert!(!change_counts(ChangeFilter::SpecAndMetadata, &status_only));
+        assert!(!change_counts(ChangeFilter::Metadata, &status_only));
+        let spec = Change {
+            old: obj(json!({"a": "1"}), json!({"r": 1}), json!({}), "1"),
+            new: obj(json!({"a": "1"}), json!({"r": 2}), json!({}), "2"),
+        };
+        assert!(change_counts(ChangeFilter::SpecAndMetadata, &spec));
+        assert!(!change_counts(ChangeFilter::Metadata, &spec));
+        let labels = Change {
+            old: obj(json!({"a": "1"}), json!({}), json!({}), "1"),
+            new: obj(json!({"a": "2"}), json!({}), json!({}), "2"),
+        };
+        assert!(change_counts(ChangeFilter::Metadata, &labels));
+        let created = Change {
+            old: None,
+            new: obj(json!({}), json!({}), json!({}), "1"),
+        };
+        assert!(change_counts(ChangeFilter::Metadata, &created));
+        // Owners matter to dependents only when they go (or start going).
+        assert!(!owner_change_counts(&status_only));
+        let deleting = Change {
+            old: obj(json!({}), json!({}), json!({}), "1"),
+            new: Some(Arc::new(
+                json!({"metadata": {"name": "x", "deletionTimestamp": "t"}}),
+            )),
+        };
+        assert!(owner_change_counts(&deleting));
+        assert!(owner_change_counts(&Change {
+            old: obj(json!({}), json!({}), json!({}), "1"),
+            new: None
+        }));
+    }
     use std::collections::HashMap;
     use std::sync::atomic::AtomicUsize;
 

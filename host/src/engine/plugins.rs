@@ -168,8 +168,11 @@ impl PluginControllers {
                 plugin::MapRule::All => MapRule::All,
                 plugin::MapRule::Dependents => MapRule::Dependents,
             };
-            spec = spec.watch(WatchSpec::new(&w.api_version, &w.kind, map));
+            let mut watch = WatchSpec::new(&w.api_version, &w.kind, map);
+            watch.changes = w.changes;
+            spec = spec.watch(watch);
         }
+        spec.primary_changes = decl.primary_changes;
         Ok(spec.workers(decl.workers as usize))
     }
 }

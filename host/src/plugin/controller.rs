@@ -41,12 +41,32 @@ pub struct KindRef {
     pub kind: String,
 }
 
+/// Which changes of an object count (see `wit/controller.wit`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChangeFilter {
+    #[default]
+    All,
+    SpecAndMetadata,
+    Metadata,
+}
+
+impl From<wit::ChangeFilter> for ChangeFilter {
+    fn from(c: wit::ChangeFilter) -> Self {
+        match c {
+            wit::ChangeFilter::All => ChangeFilter::All,
+            wit::ChangeFilter::SpecAndMetadata => ChangeFilter::SpecAndMetadata,
+            wit::ChangeFilter::Metadata => ChangeFilter::Metadata,
+        }
+    }
+}
+
 /// One further kind a controller reads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WatchDecl {
     pub api_version: String,
     pub kind: String,
     pub map: MapRule,
+    pub changes: ChangeFilter,
 }
 
 /// What a controller plugin is for, as its `init` returned it.
@@ -54,6 +74,8 @@ pub struct WatchDecl {
 pub struct ControllerDecl {
     /// The primary kinds (at least one).
     pub kinds: Vec<KindRef>,
+    /// Which changes of primary objects count.
+    pub primary_changes: ChangeFilter,
     pub watches: Vec<WatchDecl>,
     /// 0: the host's default.
     pub workers: u32,
@@ -275,6 +297,7 @@ impl ControllerPlugin {
                 api_version: w.api_version,
                 kind: w.kind,
                 map,
+                changes: w.changes.into(),
             });
         }
         Ok(ControllerDecl {
@@ -286,6 +309,7 @@ impl ControllerPlugin {
                     kind: k.kind,
                 })
                 .collect(),
+            primary_changes: spec.primary_changes.into(),
             watches,
             workers: spec.workers.min(64),
         })

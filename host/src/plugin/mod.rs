@@ -87,7 +87,8 @@ pub use admission::{
     AdmissionPlugin, AdmissionRequest, AdmissionResponse, Gvk, Gvr, Operation, UserInfo,
 };
 pub use controller::{
-    ControllerDecl, ControllerPlugin, KindRef, MapRule, ReconcileKey, Reconciled, WatchDecl,
+    ChangeFilter, ControllerDecl, ControllerPlugin, KindRef, MapRule, ReconcileKey, Reconciled,
+    WatchDecl,
 };
 pub use error::PluginError;
 pub use health::{HealthState, PluginStats};

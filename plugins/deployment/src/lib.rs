@@ -157,7 +157,9 @@ impl Controller for DeploymentController {
     fn init(config: &Value) -> Result<ControllerSpec, String> {
         let config = Config::parse(config)?;
         events::enable(config.events);
+        // Its own status writes do not wake it (its ReplicaSets' changes do).
         let mut spec = ControllerSpec::new("apps/v1", "Deployment")
+            .primary_changes(tugboat_plugin_sdk::controller::Changes::SpecAndMetadata)
             .owns("apps/v1", "ReplicaSet")
             .watch("v1", "Pod", MapRule::None);
         if config.adopt_orphans_on_replica_set_events {

@@ -174,7 +174,11 @@ impl Config {
         for k in &self.kinds {
             spec = spec.watch(&k.api_version, &k.kind, MapRule::Dependents);
         }
-        Ok(spec.workers(self.workers))
+        // Only metadata matters to the collector (owners, finalizers, deletion): a
+        // status update does not wake it.
+        Ok(spec
+            .primary_changes(tugboat_plugin_sdk::controller::Changes::Metadata)
+            .workers(self.workers))
     }
 }
 

@@ -143,7 +143,9 @@ impl Controller for NodeLifecycleController {
         CONFIG.with(|c| c.set(config));
         Ok(ControllerSpec::new("v1", "Node")
             .watch("coordination.k8s.io/v1", "Lease", MapRule::SameName)
-            .watch("v1", "Pod", MapRule::Field("/spec/nodeName".into())))
+            .watch("v1", "Pod", MapRule::Field("/spec/nodeName".into()))
+            // Eviction looks at a pod's node, tolerations and deletion, not its status.
+            .changes(tugboat_plugin_sdk::controller::Changes::SpecAndMetadata))
     }
 
     fn reconcile(_key: &ObjectKey, object: Option<&Value>) -> Result<Action, String> {
@@ -253,9 +255,22 @@ fn sync_node(node: &Value, config: Config) -> Result<Action, String> {
         node = host::update(&updated).map_err(|e| format!("updating node {name}: {e}"))?;
     }
 
-    // 3. Its pods.
-    let pods = cluster::select(&Query::new("v1", "Pod").fields(&format!("spec.nodeName={name}")))
-        .map_err(|e| format!("listing the pods of node {name}: {e}"))?;
+    // 3. Its pods — only when something is to be done to them: a healthy node without
+    // NoExecute taints (the usual case, reconciled on every change of its pods) costs no
+    // list.
+    let has_no_execute = node
+        .pointer("/spec/taints")
+        .and_then(Value::as_array)
+        .is_some_and(|t| {
+            t.iter()
+                .any(|t| t.get("effect").and_then(Value::as_str) == Some("NoExecute"))
+        });
+    let pods = if ready.as_deref() == Some("Unknown") || has_no_execute {
+        cluster::select(&Query::new("v1", "Pod").fields(&format!("spec.nodeName={name}")))
+            .map_err(|e| format!("listing the pods of node {name}: {e}"))?
+    } else {
+        Vec::new()
+    };
     let mut errors = Vec::new();
     if ready.as_deref() == Some("Unknown") {
         mark_pods_not_ready(&node, &pods, now, &mut errors);

@@ -153,7 +153,10 @@ impl Controller for ReplicaSetController {
     fn init(config: &Value) -> Result<ControllerSpec, String> {
         let config = Config::parse(config)?;
         events::enable(config.events);
-        let mut spec = ControllerSpec::new("apps/v1", "ReplicaSet").owns("v1", "Pod");
+        // Its own status writes do not wake it (its pods' changes do).
+        let mut spec = ControllerSpec::new("apps/v1", "ReplicaSet")
+            .primary_changes(tugboat_plugin_sdk::controller::Changes::SpecAndMetadata)
+            .owns("v1", "Pod");
         if config.adopt_orphans_on_pod_events {
             spec = spec.watch("v1", "Pod", MapRule::Selector("/spec/selector".into()));
         }

@@ -70,12 +70,27 @@ pub struct KindRef {
     pub kind: String,
 }
 
+/// Which changes of an object count (filtered by the host). Creations and deletions always
+/// count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Changes {
+    /// Every change.
+    #[default]
+    All,
+    /// Changes outside `status`.
+    SpecAndMetadata,
+    /// Changes of `metadata` only.
+    Metadata,
+}
+
 /// One kind the controller reads, and how its changes map to keys.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Watch {
     pub api_version: String,
     pub kind: String,
     pub map: MapRule,
+    /// Which of its changes count.
+    pub changes: Changes,
 }
 
 /// What a controller is for.
@@ -83,6 +98,8 @@ pub struct Watch {
 pub struct ControllerSpec {
     /// The primary kinds (usually one): `reconcile` is called with their keys.
     pub kinds: Vec<KindRef>,
+    /// Which changes of primary objects enqueue them.
+    pub primary_changes: Changes,
     pub watches: Vec<Watch>,
     /// Keys reconciled at once; 0 lets the host choose.
     pub workers: u32,
@@ -96,9 +113,24 @@ impl ControllerSpec {
                 api_version: api_version.into(),
                 kind: kind.into(),
             }],
+            primary_changes: Changes::All,
             watches: Vec::new(),
             workers: 0,
         }
+    }
+
+    /// Only these changes of primary objects enqueue them.
+    pub fn primary_changes(mut self, changes: Changes) -> Self {
+        self.primary_changes = changes;
+        self
+    }
+
+    /// Only these changes of the last added watch count.
+    pub fn changes(mut self, changes: Changes) -> Self {
+        if let Some(w) = self.watches.last_mut() {
+            w.changes = changes;
+        }
+        self
     }
 
     /// Also reconciles objects of `kind` (a further primary kind).
@@ -116,6 +148,7 @@ impl ControllerSpec {
             api_version: api_version.into(),
             kind: kind.into(),
             map,
+            changes: Changes::All,
         });
         self
     }
@@ -177,9 +210,18 @@ pub mod __private {
     use super::*;
 
     pub use crate::bindings::controller::exports::tugboat::plugin::controller_plugin::{
-        ControllerSpec as WitSpec, Guest, KindRef as WitKindRef, MapRule as WitMapRule,
-        ObjectKey as WitKey, ReconcileResult as WitResult, Watch as WitWatch,
+        ChangeFilter as WitChanges, ControllerSpec as WitSpec, Guest, KindRef as WitKindRef,
+        MapRule as WitMapRule, ObjectKey as WitKey, ReconcileResult as WitResult,
+        Watch as WitWatch,
     };
+
+    fn changes(c: Changes) -> WitChanges {
+        match c {
+            Changes::All => WitChanges::All,
+            Changes::SpecAndMetadata => WitChanges::SpecAndMetadata,
+            Changes::Metadata => WitChanges::Metadata,
+        }
+    }
 
     pub fn init<C: Controller>(config: String) -> Result<WitSpec, String> {
         let config = if config.trim().is_empty() {
@@ -197,6 +239,7 @@ pub mod __private {
                     kind: k.kind,
                 })
                 .collect(),
+            primary_changes: changes(spec.primary_changes),
             watches: spec
                 .watches
                 .into_iter()
@@ -212,6 +255,7 @@ pub mod __private {
                         MapRule::All => WitMapRule::All,
                         MapRule::Dependents => WitMapRule::Dependents,
                     },
+                    changes: changes(w.changes),
                 })
                 .collect(),
             workers: spec.workers,

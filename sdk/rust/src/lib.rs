@@ -60,7 +60,9 @@ pub mod prelude {
         AdmissionPolicy, AdmissionRequest, AdmissionResponse, Gvk, Gvr, Operation, UserInfo,
     };
     pub use crate::cluster;
-    pub use crate::controller::{Action, Controller, ControllerSpec, KindRef, MapRule, ObjectKey};
+    pub use crate::controller::{
+        Action, Changes, Controller, ControllerSpec, KindRef, MapRule, ObjectKey,
+    };
     pub use crate::host::{self, HostError, LogLevel};
     pub use crate::objects;
     pub use crate::patch::JsonPatch;
