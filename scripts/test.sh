@@ -30,3 +30,7 @@ if [[ "${TUG_SKIP_BENCH:-0}" != 1 ]]; then
   echo "== tug bench admission (release)"
   "$CARGO_TARGET_DIR/release/tug" bench admission --wasm "$TUG_PLUGIN_WASM_DIR/deny_privileged.wasm"
 fi
+if [[ "${TUG_SKIP_BENCH:-0}" != 1 ]]; then
+  echo "== tug bench controllers (release)"
+  "$CARGO_TARGET_DIR/release/tug" bench controllers
+fi

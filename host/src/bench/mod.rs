@@ -13,6 +13,7 @@
 
 mod admission;
 mod api;
+mod controllers;
 
 pub use admission::AdmissionArgs;
 
@@ -60,6 +61,9 @@ pub enum BenchCmd {
     /// load, instantiate+decide, warm decide, against native Rust) and the latency it adds
     /// to pod creates through the API, with 0, 1 and several hooks.
     Admission(AdmissionArgs),
+    /// The controllers at scale: create Deployments on simulated nodes and time until every
+    /// one is Available; the server's CPU time and the controllers' reconcile counts.
+    Controllers(controllers::ControllersArgs),
 }
 
 pub async fn run(cmd: BenchCmd) -> Result<()> {
@@ -73,6 +77,7 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
             data_dir,
         } => api::bench_api(single, total, clients, watchers, events, data_dir).await,
         BenchCmd::Admission(args) => admission::bench_admission(args).await,
+        BenchCmd::Controllers(args) => controllers::bench_controllers(args).await,
     }
 }
 
@@ -88,6 +93,11 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub async fn start(data_dir: Option<PathBuf>) -> Result<Self> {
+        Self::start_with(data_dir, &[]).await
+    }
+
+    /// [`ServerProcess::start`] with further `tug server` arguments.
+    pub async fn start_with(data_dir: Option<PathBuf>, extra: &[&str]) -> Result<Self> {
         let (tmp, dir) = match data_dir {
             Some(d) => (None, d),
             None => {
@@ -102,6 +112,7 @@ impl ServerProcess {
             .args(["server", "--data-dir"])
             .arg(&dir)
             .args(["--listen", "127.0.0.1:0"])
+            .args(extra)
             .env("TUG_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
