@@ -34,6 +34,10 @@ enum Cmd {
         /// containers (tests, scale runs, benchmarks).
         #[arg(long, default_value_t = 0)]
         simulated_nodes: usize,
+        /// Serve the API without running controllers (like a kube-apiserver without a
+        /// controller manager); controller plugins then show Failed.
+        #[arg(long)]
+        disable_controllers: bool,
     },
     /// Benchmarks that print their figures.
     Bench {
@@ -69,12 +73,14 @@ fn main() -> Result<()> {
                 listen,
                 watch_history,
                 simulated_nodes,
+                disable_controllers,
             } => {
                 let running = tugboat::serve::start(tugboat::serve::ServerOptions {
                     data_dir,
                     listen,
                     watch_history,
                     simulated_nodes,
+                    controllers: !disable_controllers,
                 })
                 .await?;
                 println!(

@@ -19,6 +19,9 @@ pub struct ServerOptions {
     pub watch_history: u64,
     /// Hollow nodes to register (`crate::node::simulated`); 0 for none.
     pub simulated_nodes: usize,
+    /// Run the reconcile engine and its controllers (off: an API server alone, like a
+    /// kube-apiserver without a controller manager).
+    pub controllers: bool,
 }
 
 impl ServerOptions {
@@ -29,6 +32,7 @@ impl ServerOptions {
             listen,
             watch_history: 100_000,
             simulated_nodes: 0,
+            controllers: true,
         }
     }
 }
@@ -85,8 +89,11 @@ pub async fn start(opts: ServerOptions) -> Result<Running> {
         )),
         crate::engine::EngineConfig::default(),
     ));
-    let controllers = crate::engine::plugins::PluginControllers::new(engine.clone(), api.clone());
-    api.admission.set_controller_runner(controllers);
+    if opts.controllers {
+        let controllers =
+            crate::engine::plugins::PluginControllers::new(engine.clone(), api.clone());
+        api.admission.set_controller_runner(controllers);
+    }
     api.spawn_plugin_loop();
     let auth = server::Auth {
         tokens: Arc::new(vec![creds.admin_token.clone()]),

@@ -668,6 +668,7 @@ impl Api {
                         entry.controller = Some(plugin);
                     }
                     Err(e) => {
+                        tracing::warn!(plugin = %name, %digest, error = %e, "controller plugin version not activated");
                         entry.error = Some(format!("version {digest} was not activated: {e}"));
                     }
                 }

@@ -224,7 +224,7 @@ impl Agent {
                 HEARTBEAT_ANNOTATION.replace('/', "~1")
             ),
         ) == "stop";
-        let is_new = {
+        let (is_new, resumed) = {
             let mut st = self.state.lock();
             let next = st.next_index;
             let is_new = !st.nodes.contains_key(&name);
@@ -232,13 +232,16 @@ impl Agent {
                 index: next,
                 ..Default::default()
             });
+            let resumed = entry.stopped && !stopped;
             entry.stopped = stopped;
             if is_new {
                 st.next_index += 1;
             }
-            is_new
+            (is_new, resumed)
         };
-        if is_new {
+        // A new node, or one that comes back: what happened to its pods meanwhile (binds,
+        // deletions) was not acted on.
+        if is_new || resumed {
             if let Err(e) = self.heartbeat(&name).await {
                 tracing::warn!(node = %name, error = %e, "simulated node: first heartbeat");
             }

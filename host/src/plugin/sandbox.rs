@@ -187,7 +187,8 @@ impl<B> Sandbox<B> {
         let mut message = match trap {
             Some(t) => {
                 self.logs.push(LogSource::Runtime, &format!("trap: {e:#}"));
-                format!("wasm trap: {t}")
+                // wasmtime's message already says "wasm trap: …".
+                t.to_string()
             }
             None => format!("{e:#}"),
         };
