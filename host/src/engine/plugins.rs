@@ -76,6 +76,7 @@ impl PluginControllers {
                     writes: ApiHost::new(&self.api),
                     cached: Mutex::new(HashSet::new()),
                     pending: Mutex::new(HashMap::new()),
+                    events: Arc::new(tokio::sync::Semaphore::new(EVENTS_IN_FLIGHT)),
                 })
             })
             .clone()
@@ -234,6 +235,44 @@ pub struct ControllerHost {
     cached: Mutex<HashSet<(String, String)>>,
     /// Per kind: writes not yet seen by its informer.
     pending: Mutex<HashMap<(String, String), Vec<Pending>>>,
+    /// Event writes in flight.
+    events: Arc<tokio::sync::Semaphore>,
+}
+
+/// Events a controller may have in flight before further ones are dropped (client-go's
+/// broadcaster queues 1,000 and drops beyond that, too).
+const EVENTS_IN_FLIGHT: usize = 1000;
+
+impl ControllerHost {
+    /// Events are recorded as Kubernetes' event recorder does: asynchronously and
+    /// best-effort, so that a reconcile does not wait for them (the capability check has
+    /// been done; the write still takes the full API path). The plugin gets its object back
+    /// at once, without a resourceVersion.
+    fn record_event(
+        &self,
+        plugin: &str,
+        r: &ResourceRef,
+        namespace: Option<&str>,
+        object: Value,
+    ) -> Result<Value, HostError> {
+        let Ok(permit) = self.events.clone().try_acquire_owned() else {
+            tracing::debug!(controller = %self.name, "too many events in flight: dropping one");
+            return Ok(object);
+        };
+        let writer = ApiHost::new(&self.api);
+        let (plugin, r, namespace) = (plugin.to_string(), r.clone(), namespace.map(str::to_string));
+        let event = object.clone();
+        tokio::spawn(async move {
+            if let Err(e) = writer
+                .create(&plugin, &r, namespace.as_deref(), event)
+                .await
+            {
+                tracing::debug!(plugin = %plugin, error = %e, "recording an event failed");
+            }
+            drop(permit);
+        });
+        Ok(object)
+    }
 }
 
 fn rv_of(v: &Value) -> u64 {
@@ -456,9 +495,26 @@ impl HostApi for ControllerHost {
         namespace: Option<&str>,
         object: Value,
     ) -> Result<Value, HostError> {
+        if r.resource == "events" && (r.group.is_empty() || r.group == "events.k8s.io") {
+            return self.record_event(plugin, r, namespace, object);
+        }
         let stored = self.writes.create(plugin, r, namespace, object).await?;
         self.note_written(r, &stored);
         Ok(stored)
+    }
+
+    async fn create_all(
+        &self,
+        plugin: &str,
+        objects: Vec<(ResourceRef, Option<String>, Value)>,
+    ) -> Vec<Result<Value, HostError>> {
+        // Concurrently: the store's group commit makes them one durable write.
+        futures::future::join_all(
+            objects
+                .into_iter()
+                .map(|(r, ns, o)| async move { self.create(plugin, &r, ns.as_deref(), o).await }),
+        )
+        .await
     }
 
     async fn update(

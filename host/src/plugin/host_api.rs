@@ -240,6 +240,20 @@ pub trait HostApi: Send + Sync + 'static {
         ))
     }
 
+    /// `cluster.create-all`: each object created as by [`HostApi::create`]; the default
+    /// does them one after the other.
+    async fn create_all(
+        &self,
+        plugin: &str,
+        objects: Vec<(ResourceRef, Option<String>, Value)>,
+    ) -> Vec<Result<Value, HostError>> {
+        let mut out = Vec::with_capacity(objects.len());
+        for (r, ns, o) in objects {
+            out.push(self.create(plugin, &r, ns.as_deref(), o).await);
+        }
+        out
+    }
+
     /// `cluster.update-status`.
     async fn update_status(
         &self,
@@ -776,6 +790,47 @@ impl wit_cluster::Host for HostCtx {
             .await
             .map_err(wit_err)?;
         Ok(stored.to_string())
+    }
+
+    async fn create_all(&mut self, objects: Vec<String>) -> Vec<Result<String, wit_types::Error>> {
+        if objects.len() > 1000 {
+            return objects
+                .iter()
+                .map(|_| {
+                    Err(wit_err(HostError::bad_request(
+                        "create-all takes at most 1000 objects",
+                    )))
+                })
+                .collect();
+        }
+        // Check every object first; the valid ones go to the API together.
+        let mut outcomes: Vec<Option<Result<String, wit_types::Error>>> = Vec::new();
+        let mut valid = Vec::new();
+        for (i, o) in objects.iter().enumerate() {
+            match self.parse_object("create", o) {
+                Ok((r, ns, obj)) => {
+                    outcomes.push(None);
+                    valid.push((i, (r, ns, obj)));
+                }
+                Err(e) => outcomes.push(Some(Err(wit_err(e)))),
+            }
+        }
+        let (index, batch): (Vec<usize>, Vec<_>) = valid.into_iter().unzip();
+        let api = self.api.clone();
+        let n = batch.len();
+        let results = self
+            .within_deadline("create-all", async {
+                Ok(api.create_all(&self.plugin, batch).await)
+            })
+            .await
+            .unwrap_or_else(|e| vec![Err(e); n]);
+        for (i, r) in index.into_iter().zip(results) {
+            outcomes[i] = Some(r.map(|v| v.to_string()).map_err(wit_err));
+        }
+        outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Err(wit_err(HostError::internal("no outcome")))))
+            .collect()
     }
 
     async fn update_status(&mut self, object: String) -> Result<String, wit_types::Error> {

@@ -52,10 +52,10 @@ use tugboat_plugin_sdk::controller::{Action, Controller, ControllerSpec, MapRule
 use tugboat_plugin_sdk::{Value, export_controller, host, json, objects};
 
 pub mod nodes;
-mod util;
+use workload_common as util;
 
 #[cfg(test)]
-mod testkit;
+use workload_common::testkit;
 #[cfg(test)]
 mod tests;
 

@@ -85,7 +85,7 @@ use tugboat_plugin_sdk::host::{self, HostError, LogLevel};
 use tugboat_plugin_sdk::objects;
 use tugboat_plugin_sdk::{Value, export_controller, json};
 
-pub mod events;
+pub use workload_common::events;
 pub mod util;
 
 #[cfg(test)]

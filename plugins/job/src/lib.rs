@@ -53,10 +53,10 @@ use tugboat_plugin_sdk::controller::{Action, Controller, ControllerSpec, ObjectK
 use tugboat_plugin_sdk::{Value, export_controller, host, json, objects};
 
 pub mod indexes;
-mod util;
+use workload_common as util;
 
 #[cfg(test)]
-mod testkit;
+use workload_common::testkit;
 #[cfg(test)]
 mod tests;
 

@@ -65,7 +65,7 @@ use tugboat_plugin_sdk::host::{self, HostError, LogLevel};
 use tugboat_plugin_sdk::objects;
 use tugboat_plugin_sdk::{Value, export_controller, json};
 
-pub mod events;
+pub use workload_common::events;
 
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
@@ -458,11 +458,12 @@ fn manage_replicas(
         'batches: while remaining > 0 {
             let n = batch.min(remaining);
             let mut failure = None;
-            for _ in 0..n {
-                if cluster::now_millis().saturating_sub(started) > TIME_BUDGET_MS {
-                    break 'batches;
-                }
-                match host::create(&pod) {
+            if cluster::now_millis().saturating_sub(started) > TIME_BUDGET_MS {
+                break 'batches;
+            }
+            // A slow-start batch is created concurrently (as Kubernetes does).
+            for outcome in cluster::create_all(&vec![pod.clone(); n]) {
+                match outcome {
                     Ok(created) => {
                         let msg = format!("Created pod: {}", objects::name(&created));
                         event(rs, "Normal", "SuccessfulCreate", &msg);

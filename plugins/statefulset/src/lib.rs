@@ -45,10 +45,10 @@ use tugboat_plugin_sdk::cluster;
 use tugboat_plugin_sdk::controller::{Action, Controller, ControllerSpec, ObjectKey};
 use tugboat_plugin_sdk::{Value, export_controller, host, json, objects};
 
-mod util;
+use workload_common as util;
 
 #[cfg(test)]
-mod testkit;
+use workload_common::testkit;
 #[cfg(test)]
 mod tests;
 

@@ -195,6 +195,12 @@ pub fn patch(
     )
 }
 
+/// Creates the objects concurrently (each as [`host::create`](crate::host::create) would)
+/// and returns each one's outcome, in order. Capability verb: `create`.
+pub fn create_all(objects: &[Value]) -> Vec<Result<Value, HostError>> {
+    imp::create_all(objects)
+}
+
 /// Replaces an object's status. Capability verb: `update` (on `<resource>/status`).
 pub fn update_status(object: &Value) -> Result<Value, HostError> {
     imp::update_status(object)
@@ -300,6 +306,14 @@ mod imp {
         parse(&wit::update_status(&object.to_string()).map_err(err)?)
     }
 
+    pub fn create_all(objects: &[Value]) -> Vec<Result<Value, HostError>> {
+        let texts: Vec<String> = objects.iter().map(Value::to_string).collect();
+        wit::create_all(&texts)
+            .into_iter()
+            .map(|r| r.map_err(err).and_then(|t| parse(&t)))
+            .collect()
+    }
+
     pub fn delete_with(
         api_version: &str,
         kind: &str,
@@ -362,6 +376,10 @@ mod imp {
 
     pub fn update_status(object: &Value) -> Result<Value, HostError> {
         with_mock_host(|h| h.update_status(object))
+    }
+
+    pub fn create_all(objects: &[Value]) -> Vec<Result<Value, HostError>> {
+        with_mock_host(|h| objects.iter().map(|o| h.create(o)).collect())
     }
 
     pub fn delete_with(

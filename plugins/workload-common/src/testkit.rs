@@ -1,4 +1,4 @@
-//! Test support (the same copy in each workload controller crate): a [`FakeCluster`] that
+//! Test support of the workload controllers: a [`FakeCluster`] that
 //! behaves a little more like the API server — it names objects from `generateName`,
 //! gives them a uid, a creation timestamp and a resource version, can delete pods
 //! gracefully, and records deletes with their options.

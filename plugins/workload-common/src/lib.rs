@@ -1,8 +1,11 @@
-//! Helpers shared by the workload controllers (job, cronjob, daemonset, statefulset): each
-//! crate carries the same copy, since a controller crate may only link its own exports.
-//! Owner references, owned objects, pods from templates, events, small JSON accessors.
+//! Helpers shared by the workload controllers (job, cronjob, daemonset, statefulset): owner
+//! references, owned objects, pods from templates, events, small JSON accessors. A plain
+//! library (no component exports), linked into each controller; `testkit` (feature) is their
+//! unit tests' support.
 
-#![allow(dead_code)]
+pub mod events;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 use std::cell::Cell;
 
