@@ -613,15 +613,19 @@ fn cli_inspect_shows_digest_size_and_world() {
 
 #[test]
 fn cli_build_prints_the_component_and_its_digest() {
-    // Built into the target directory of scripts/build-plugins.sh, where it is up to date
-    // (into a fresh one if the components came from elsewhere).
+    // Built into a target directory of its own beside the one of scripts/build-plugins.sh
+    // (kept between runs, so it is quick when up to date): building one crate alone
+    // resolves features differently from the whole plugins workspace, and writing its
+    // output over the shared .wasm files would change them under the other tests.
     let scratch = tempfile::tempdir().unwrap();
     let target_dir = if wasm_dir().ends_with("wasm32-wasip2/release") {
-        wasm_dir()
+        let shared = wasm_dir()
             .parent()
             .and_then(Path::parent)
-            .expect("<target>/wasm32-wasip2/release")
-            .to_path_buf()
+            .expect("<target>/wasm32-wasip2/release");
+        let mut own = shared.as_os_str().to_owned();
+        own.push("-cli-build");
+        std::path::PathBuf::from(own)
     } else {
         scratch.path().to_path_buf()
     };
