@@ -21,6 +21,10 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::Api;
+use super::client::{
+    ApiClient, ApiResource, ClientError, DeleteParams, ListParams, LocalClient, Patch, PatchParams,
+    Preconditions, PropagationPolicy,
+};
 use super::handlers::Target;
 use super::object::{decode_at, decode_stored, meta_str};
 use super::request::Query;
@@ -912,8 +916,10 @@ impl Api {
     }
 }
 
-/// The host API plugins call, served by the API server (through the same write path as any
-/// client, so admission, validation and optimistic concurrency apply to plugins too).
+/// The host API plugins call, served by the API server through its in-process client
+/// ([`LocalClient`]: the same write path as any client, so admission, validation and
+/// optimistic concurrency apply to plugins too; writes are recorded under the field manager
+/// `plugin:<name>`).
 pub struct ApiHost {
     api: Weak<Api>,
 }
@@ -925,48 +931,37 @@ impl ApiHost {
             api: Arc::downgrade(api),
         }
     }
-}
 
-fn host_err(e: ApiError) -> HostError {
-    HostError::new(e.code, e.reason, e.message)
-}
-
-impl ApiHost {
     fn api(&self) -> Result<Arc<Api>, HostError> {
         self.api.upgrade().ok_or_else(|| {
             HostError::new(503, "ServiceUnavailable", "the API server is shutting down")
         })
     }
 
-    fn target(
-        &self,
-        api: &Api,
-        r: &ResourceRef,
-        namespace: Option<&str>,
-        name: Option<&str>,
-    ) -> Result<Target, HostError> {
-        let rt = api
-            .registry
-            .snapshot()
-            .lookup(&r.group, &r.version, &r.resource)
-            .ok_or_else(|| {
-                HostError::new(
-                    404,
-                    "NotFound",
-                    format!("the server does not serve {}", r.resource),
-                )
-            })?;
-        let namespace = if rt.namespaced {
-            namespace.map(str::to_string)
-        } else {
-            None
-        };
-        Ok(Target {
-            rt,
-            namespace,
-            name: name.map(str::to_string),
-            subresource: None,
-        })
+    /// The in-process client acting for `plugin`.
+    fn client(&self, plugin: &str) -> Result<LocalClient, HostError> {
+        Ok(LocalClient::new(self.api()?, format!("plugin:{plugin}")))
+    }
+}
+
+/// How a host call names a resource to the client: `group/version` and the plural.
+fn client_resource(r: &ResourceRef) -> ApiResource {
+    let api_version = if r.group.is_empty() {
+        r.version.clone()
+    } else {
+        format!("{}/{}", r.group, r.version)
+    };
+    ApiResource::new(api_version, r.resource.clone())
+}
+
+fn host_err(e: ClientError) -> HostError {
+    match e {
+        ClientError::Gone(message) => HostError::new(410, "Expired", message),
+        ClientError::Api {
+            code,
+            reason,
+            message,
+        } => HostError::new(code, &reason, message),
     }
 }
 
@@ -995,36 +990,32 @@ impl HostApi for ApiHost {
 
     async fn get(
         &self,
-        _plugin: &str,
+        plugin: &str,
         r: &ResourceRef,
         namespace: Option<&str>,
         name: &str,
     ) -> Result<Option<Value>, HostError> {
-        let api = self.api()?;
-        let t = self.target(&api, r, namespace, Some(name))?;
-        match api.get_object(&t).await {
-            Ok(v) => Ok(Some(v)),
-            Err(e) if e.code == 404 => Ok(None),
-            Err(e) => Err(host_err(e)),
-        }
+        self.client(plugin)?
+            .get(&client_resource(r), namespace, name)
+            .await
+            .map_err(host_err)
     }
 
     async fn list(
         &self,
-        _plugin: &str,
+        plugin: &str,
         r: &ResourceRef,
         namespace: Option<&str>,
         label_selector: Option<&str>,
     ) -> Result<Vec<Value>, HostError> {
-        let api = self.api()?;
-        let t = self.target(&api, r, namespace, None)?;
-        let q = Query {
+        let params = ListParams {
             label_selector: label_selector.map(str::to_string),
             ..Default::default()
         };
-        api.list_objects(&t, &q)
+        self.client(plugin)?
+            .list(&client_resource(r), namespace, &params)
             .await
-            .map(|(items, ..)| items)
+            .map(|l| l.items)
             .map_err(host_err)
     }
 
@@ -1035,15 +1026,9 @@ impl HostApi for ApiHost {
         namespace: Option<&str>,
         object: Value,
     ) -> Result<Value, HostError> {
-        let api = self.api()?;
-        let t = self.target(&api, r, namespace, None)?;
-        let q = Query {
-            field_manager: Some(format!("plugin:{plugin}")),
-            ..Default::default()
-        };
-        api.create(&t, object, &q, &axum::http::HeaderMap::new())
+        self.client(plugin)?
+            .create(&client_resource(r), namespace, object)
             .await
-            .map(|r| r.body)
             .map_err(host_err)
     }
 
@@ -1054,32 +1039,21 @@ impl HostApi for ApiHost {
         namespace: Option<&str>,
         object: Value,
     ) -> Result<Value, HostError> {
-        let api = self.api()?;
-        let name = meta_str(&object, "name").to_string();
-        let t = self.target(&api, r, namespace, Some(&name))?;
-        let q = Query {
-            field_manager: Some(format!("plugin:{plugin}")),
-            ..Default::default()
-        };
-        api.update(&t, object, &q, &axum::http::HeaderMap::new())
+        self.client(plugin)?
+            .update(&client_resource(r), namespace, object)
             .await
-            .map(|r| r.body)
             .map_err(host_err)
     }
 
     async fn delete(
         &self,
-        _plugin: &str,
+        plugin: &str,
         r: &ResourceRef,
         namespace: Option<&str>,
         name: &str,
     ) -> Result<(), HostError> {
-        let api = self.api()?;
-        let t = self.target(&api, r, namespace, Some(name))?;
-        api.delete(&t, b"", &Query::default())
+        self.delete_with(plugin, r, namespace, name, &DeleteOpts::default())
             .await
-            .map(|_| ())
-            .map_err(host_err)
     }
 
     fn api_resources(&self) -> Vec<ApiResourceInfo> {
@@ -1108,25 +1082,21 @@ impl HostApi for ApiHost {
         patch: Value,
         subresource: Option<&str>,
     ) -> Result<Value, HostError> {
-        let api = self.api()?;
-        let mut t = self.target(&api, r, namespace, Some(name))?;
-        t.subresource = subresource.map(str::to_string);
-        let q = Query {
-            field_manager: Some(format!("plugin:{plugin}")),
-            force: (kind == PatchKind::Apply).then(|| "true".to_string()),
-            ..Default::default()
+        let patch = match kind {
+            PatchKind::Json => Patch::Json(patch),
+            PatchKind::Merge => Patch::Merge(patch),
+            PatchKind::Strategic => Patch::Strategic(patch),
+            PatchKind::Apply => Patch::Apply(patch),
         };
-        let body = patch.to_string();
-        api.patch(
-            &t,
-            kind.content_type(),
-            body.as_bytes(),
-            &q,
-            &axum::http::HeaderMap::new(),
-        )
-        .await
-        .map(|r| r.body)
-        .map_err(host_err)
+        let params = PatchParams {
+            subresource: subresource.map(str::to_string),
+            force: kind == PatchKind::Apply,
+            field_manager: None,
+        };
+        self.client(plugin)?
+            .patch(&client_resource(r), namespace, name, &patch, &params)
+            .await
+            .map_err(host_err)
     }
 
     async fn update_status(
@@ -1136,32 +1106,36 @@ impl HostApi for ApiHost {
         namespace: Option<&str>,
         object: Value,
     ) -> Result<Value, HostError> {
-        let api = self.api()?;
-        let name = meta_str(&object, "name").to_string();
-        let mut t = self.target(&api, r, namespace, Some(&name))?;
-        t.subresource = Some("status".into());
-        let q = Query {
-            field_manager: Some(format!("plugin:{plugin}")),
-            ..Default::default()
-        };
-        api.update(&t, object, &q, &axum::http::HeaderMap::new())
+        self.client(plugin)?
+            .update_status(&client_resource(r), namespace, object)
             .await
-            .map(|r| r.body)
             .map_err(host_err)
     }
 
     async fn delete_with(
         &self,
-        _plugin: &str,
+        plugin: &str,
         r: &ResourceRef,
         namespace: Option<&str>,
         name: &str,
         options: &DeleteOpts,
     ) -> Result<(), HostError> {
-        let api = self.api()?;
-        let t = self.target(&api, r, namespace, Some(name))?;
-        let body = options.to_body().to_string();
-        api.delete(&t, body.as_bytes(), &Query::default())
+        let params = DeleteParams {
+            propagation_policy: options.propagation.map(|p| match p {
+                "Foreground" => PropagationPolicy::Foreground,
+                "Orphan" => PropagationPolicy::Orphan,
+                _ => PropagationPolicy::Background,
+            }),
+            preconditions: (options.uid.is_some() || options.resource_version.is_some()).then(
+                || Preconditions {
+                    uid: options.uid.clone(),
+                    resource_version: options.resource_version.clone(),
+                },
+            ),
+            grace_period_seconds: options.grace_period_seconds,
+        };
+        self.client(plugin)?
+            .delete(&client_resource(r), namespace, name, &params)
             .await
             .map(|_| ())
             .map_err(host_err)

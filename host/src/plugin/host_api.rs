@@ -108,7 +108,7 @@ impl PatchKind {
     }
 }
 
-/// Options of `cluster.delete-with`, as a Kubernetes `DeleteOptions` body.
+/// Options of `cluster.delete-with` (Kubernetes' `DeleteOptions`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeleteOpts {
     /// `Background`, `Foreground` or `Orphan`.
@@ -116,30 +116,6 @@ pub struct DeleteOpts {
     pub uid: Option<String>,
     pub resource_version: Option<String>,
     pub grace_period_seconds: Option<i64>,
-}
-
-impl DeleteOpts {
-    /// The `DeleteOptions` JSON body.
-    pub fn to_body(&self) -> Value {
-        let mut body = serde_json::json!({"apiVersion": "v1", "kind": "DeleteOptions"});
-        if let Some(p) = self.propagation {
-            body["propagationPolicy"] = p.into();
-        }
-        if self.uid.is_some() || self.resource_version.is_some() {
-            let mut pre = serde_json::Map::new();
-            if let Some(uid) = &self.uid {
-                pre.insert("uid".into(), uid.clone().into());
-            }
-            if let Some(rv) = &self.resource_version {
-                pre.insert("resourceVersion".into(), rv.clone().into());
-            }
-            body["preconditions"] = Value::Object(pre);
-        }
-        if let Some(g) = self.grace_period_seconds {
-            body["gracePeriodSeconds"] = g.into();
-        }
-        body
-    }
 }
 
 /// What a plugin's host calls are served by — implemented by the API server. The runtime
