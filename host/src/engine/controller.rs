@@ -215,31 +215,37 @@ pub fn change_counts(filter: ChangeFilter, change: &Change) -> bool {
     let (Some(old), Some(new)) = (&change.old, &change.new) else {
         return true;
     };
-    let meta = |o: &Value| {
-        let mut m = o.get("metadata").cloned().unwrap_or(Value::Null);
-        if let Some(m) = m.as_object_mut() {
-            m.remove("resourceVersion");
-            m.remove("managedFields");
-        }
-        m
+    let metadata_differs = || {
+        !same_fields_except(
+            old.get("metadata"),
+            new.get("metadata"),
+            &["resourceVersion", "managedFields"],
+        )
     };
     match filter {
         ChangeFilter::All => true,
-        ChangeFilter::Metadata => meta(old) != meta(new),
+        ChangeFilter::Metadata => metadata_differs(),
         ChangeFilter::SpecAndMetadata => {
-            let rest = |o: &Value| -> Vec<(String, Value)> {
-                o.as_object()
-                    .map(|m| {
-                        m.iter()
-                            .filter(|(k, _)| !matches!(k.as_str(), "status" | "metadata"))
-                            .map(|(k, v)| (k.clone(), v.clone()))
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            };
-            meta(old) != meta(new) || rest(old) != rest(new)
+            metadata_differs() || !same_fields_except(Some(old), Some(new), &["status", "metadata"])
         }
     }
+}
+
+/// Whether two JSON objects have the same fields apart from `skip` (compared in place: this
+/// runs for every change of every watched object).
+fn same_fields_except(a: Option<&Value>, b: Option<&Value>, skip: &[&str]) -> bool {
+    let (Some(a), Some(b)) = (a.and_then(Value::as_object), b.and_then(Value::as_object)) else {
+        return a == b;
+    };
+    let kept = |m: &'_ serde_json::Map<String, Value>| {
+        m.iter()
+            .filter(|(k, _)| !skip.contains(&k.as_str()))
+            .count()
+    };
+    kept(a) == kept(b)
+        && a.iter()
+            .filter(|(k, _)| !skip.contains(&k.as_str()))
+            .all(|(k, v)| b.get(k) == Some(v))
 }
 
 /// Whether an owner's change concerns its dependents (the `Dependents` rule): it is gone,
