@@ -33,4 +33,6 @@ fi
 if [[ "${TUG_SKIP_BENCH:-0}" != 1 ]]; then
   echo "== tug bench controllers (release)"
   "$CARGO_TARGET_DIR/release/tug" bench controllers
+  echo "== tug bench scheduler (release)"
+  "$CARGO_TARGET_DIR/release/tug" bench scheduler
 fi

@@ -13,5 +13,6 @@ pub mod cli;
 pub mod engine;
 pub mod node;
 pub mod plugin;
+pub mod scheduler;
 pub mod serve;
 pub mod store;

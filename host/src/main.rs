@@ -38,6 +38,9 @@ enum Cmd {
         /// controller manager); controller plugins then show Failed.
         #[arg(long)]
         disable_controllers: bool,
+        /// Run no scheduler (pods stay unassigned unless something else binds them).
+        #[arg(long)]
+        disable_scheduler: bool,
     },
     /// Benchmarks that print their figures.
     Bench {
@@ -74,6 +77,7 @@ fn main() -> Result<()> {
                 watch_history,
                 simulated_nodes,
                 disable_controllers,
+                disable_scheduler,
             } => {
                 let running = tugboat::serve::start(tugboat::serve::ServerOptions {
                     data_dir,
@@ -81,6 +85,7 @@ fn main() -> Result<()> {
                     watch_history,
                     simulated_nodes,
                     controllers: !disable_controllers,
+                    scheduler: !disable_scheduler,
                 })
                 .await?;
                 println!(

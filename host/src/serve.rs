@@ -22,6 +22,8 @@ pub struct ServerOptions {
     /// Run the reconcile engine and its controllers (off: an API server alone, like a
     /// kube-apiserver without a controller manager).
     pub controllers: bool,
+    /// Run the scheduler (`crate::scheduler`) with its scheduler Plugins.
+    pub scheduler: bool,
 }
 
 impl ServerOptions {
@@ -33,6 +35,7 @@ impl ServerOptions {
             watch_history: 100_000,
             simulated_nodes: 0,
             controllers: true,
+            scheduler: true,
         }
     }
 }
@@ -45,6 +48,8 @@ pub struct Running {
     pub serve: tokio::task::JoinHandle<Result<()>>,
     /// The reconcile engine (controllers, informers, leader election).
     pub engine: Arc<crate::engine::Engine>,
+    /// The scheduler, if it runs.
+    pub scheduler: Option<Arc<crate::scheduler::Scheduler>>,
     /// The hollow nodes, if any (they stop when dropped).
     pub simulated: Option<crate::node::simulated::SimulatedNodes>,
 }
@@ -94,6 +99,21 @@ pub async fn start(opts: ServerOptions) -> Result<Running> {
             crate::engine::plugins::PluginControllers::new(engine.clone(), api.clone());
         api.admission.set_controller_runner(controllers);
     }
+    let scheduler = if opts.scheduler {
+        let s = crate::scheduler::Scheduler::start(
+            engine.clone(),
+            Arc::new(crate::api::client::LocalClient::new(
+                api.clone(),
+                crate::scheduler::DEFAULT_SCHEDULER,
+            )),
+            crate::scheduler::SchedulerConfig::default(),
+        );
+        api.admission
+            .set_scheduler_runner(crate::scheduler::PluginSchedulers::new(s.clone()));
+        Some(s)
+    } else {
+        None
+    };
     api.spawn_plugin_loop();
     let auth = server::Auth {
         tokens: Arc::new(vec![creds.admin_token.clone()]),
@@ -125,6 +145,7 @@ pub async fn start(opts: ServerOptions) -> Result<Running> {
         kubeconfig: creds.kubeconfig_path,
         serve,
         engine,
+        scheduler,
         simulated,
     })
 }

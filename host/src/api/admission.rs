@@ -29,6 +29,7 @@ use super::handlers::Target;
 use super::object::{decode_at, decode_stored, meta_str};
 use super::request::Query;
 use super::status::{ApiError, ApiResult};
+use crate::plugin::scheduler::SchedulerPlugin;
 use crate::plugin::{
     AdmissionPlugin, AdmissionRequest, ApiResourceInfo, Capability, ControllerPlugin, DeleteOpts,
     Gvk, Gvr, HostApi, HostError, Limits, LogLine, Operation, PatchKind, PluginKind,
@@ -150,6 +151,7 @@ struct AdmissionSpec {
 enum Candidate {
     Admission(AdmissionPlugin),
     Controller(ControllerPlugin),
+    Scheduler(SchedulerPlugin),
 }
 
 /// An active hook of the chain.
@@ -183,6 +185,23 @@ pub trait ControllerRunner: Send + Sync + 'static {
     async fn metrics(&self, name: &str) -> Option<Value>;
 }
 
+/// Runs scheduler plugins: implemented by the scheduler (`crate::scheduler`) and
+/// registered with [`Admission::set_scheduler_runner`] at start-up. A scheduler Plugin
+/// serves the pods whose `spec.schedulerName` is the Plugin's name.
+#[async_trait::async_trait]
+pub trait SchedulerRunner: Send + Sync + 'static {
+    /// Starts profile `name` with `plugin`, or swaps in a new version: the new version is
+    /// started (`init`) and fed the cluster before it decides; a failing start keeps the old
+    /// version.
+    async fn run(&self, name: &str, plugin: Arc<SchedulerPlugin>) -> Result<(), String>;
+
+    /// Stops profile `name` (its pending pods wait for a scheduler of that name).
+    async fn stop(&self, name: &str);
+
+    /// Profile `name`'s metrics for its Plugin's status, if it runs.
+    async fn metrics(&self, name: &str) -> Option<Value>;
+}
+
 /// What the loop last did with one `Plugin`.
 #[derive(Default)]
 struct Loaded {
@@ -193,6 +212,8 @@ struct Loaded {
     slot: Option<Arc<PluginSlot>>,
     /// A controller plugin's running version.
     controller: Option<Arc<ControllerPlugin>>,
+    /// A scheduler plugin's running version.
+    scheduler: Option<Arc<SchedulerPlugin>>,
     /// Why the latest version is not running (if it is not).
     error: Option<String>,
     generation: i64,
@@ -206,6 +227,7 @@ pub struct Admission {
     hooks: RwLock<Arc<Vec<Arc<Hook>>>>,
     loaded: tokio::sync::Mutex<HashMap<String, Loaded>>,
     runner: RwLock<Option<Arc<dyn ControllerRunner>>>,
+    scheduler_runner: RwLock<Option<Arc<dyn SchedulerRunner>>>,
 }
 
 impl Admission {
@@ -221,6 +243,7 @@ impl Admission {
             hooks: RwLock::new(Arc::new(vec![])),
             loaded: tokio::sync::Mutex::new(HashMap::new()),
             runner: RwLock::new(None),
+            scheduler_runner: RwLock::new(None),
         }
     }
 
@@ -233,12 +256,24 @@ impl Admission {
         self.runner.read().clone()
     }
 
+    /// Registers what runs scheduler plugins (before the plugin loop starts).
+    pub fn set_scheduler_runner(&self, runner: Arc<dyn SchedulerRunner>) {
+        *self.scheduler_runner.write() = Some(runner);
+    }
+
+    fn scheduler_runner(&self) -> Option<Arc<dyn SchedulerRunner>> {
+        self.scheduler_runner.read().clone()
+    }
+
     /// The recent log lines of the running plugin `name` (`None` if none runs).
     pub async fn plugin_logs(&self, name: &str) -> Option<Vec<LogLine>> {
         let loaded = self.loaded.lock().await;
         let l = loaded.get(name)?;
         if let Some(c) = &l.controller {
             return Some(c.logs());
+        }
+        if let Some(s) = &l.scheduler {
+            return Some(s.logs());
         }
         l.slot.as_ref()?.current().map(|p| p.logs())
     }
@@ -560,6 +595,12 @@ impl Api {
             runner.stop(name).await;
             tracing::info!(plugin = %name, "controller plugin stopped");
         }
+        if removed.scheduler.is_some()
+            && let Some(runner) = self.admission.scheduler_runner()
+        {
+            runner.stop(name).await;
+            tracing::info!(plugin = %name, "scheduler plugin stopped");
+        }
     }
 
     /// Replace (or remove, with `None`) the hook named `name` in the chain.
@@ -620,12 +661,9 @@ impl Api {
                 }
             }
             Ok(Some((key, digest, Candidate::Admission(plugin)))) => {
-                // A plugin that changed kind stops being a controller.
-                if entry.controller.take().is_some()
-                    && let Some(runner) = self.admission.runner()
-                {
-                    runner.stop(&name).await;
-                }
+                // A plugin that changed kind stops being a controller or a scheduler.
+                self.stop_other_kinds(&name, entry, PluginKind::Admission)
+                    .await;
                 let slot = entry
                     .slot
                     .clone()
@@ -655,10 +693,8 @@ impl Api {
                 }
             }
             Ok(Some((key, digest, Candidate::Controller(plugin)))) => {
-                if let Some(slot) = entry.slot.take() {
-                    slot.unload();
-                    self.set_hooks_without(&name, None);
-                }
+                self.stop_other_kinds(&name, entry, PluginKind::Controller)
+                    .await;
                 let plugin = Arc::new(plugin);
                 let outcome = match self.admission.runner() {
                     Some(runner) => runner.run(&name, plugin.clone()).await,
@@ -677,12 +713,55 @@ impl Api {
                     }
                 }
             }
+            Ok(Some((key, digest, Candidate::Scheduler(plugin)))) => {
+                self.stop_other_kinds(&name, entry, PluginKind::Scheduler)
+                    .await;
+                let plugin = Arc::new(plugin);
+                let outcome = match self.admission.scheduler_runner() {
+                    Some(runner) => runner.run(&name, plugin.clone()).await,
+                    None => Err("this server runs no scheduler".to_string()),
+                };
+                entry.key = key;
+                match outcome {
+                    Ok(()) => {
+                        entry.digest = digest;
+                        entry.error = None;
+                        entry.scheduler = Some(plugin);
+                    }
+                    Err(e) => {
+                        tracing::warn!(plugin = %name, %digest, error = %e, "scheduler plugin version not activated");
+                        entry.error = Some(format!("version {digest} was not activated: {e}"));
+                    }
+                }
+            }
             Err(e) => {
                 entry.error = Some(e);
             }
         }
         drop(loaded);
         self.sync_plugin_statuses().await;
+    }
+
+    /// A Plugin that changed kind stops running as the kinds it no longer is.
+    async fn stop_other_kinds(&self, name: &str, entry: &mut Loaded, now: PluginKind) {
+        if now != PluginKind::Admission
+            && let Some(slot) = entry.slot.take()
+        {
+            slot.unload();
+            self.set_hooks_without(name, None);
+        }
+        if now != PluginKind::Controller
+            && entry.controller.take().is_some()
+            && let Some(runner) = self.admission.runner()
+        {
+            runner.stop(name).await;
+        }
+        if now != PluginKind::Scheduler
+            && entry.scheduler.take().is_some()
+            && let Some(runner) = self.admission.scheduler_runner()
+        {
+            runner.stop(name).await;
+        }
     }
 
     /// Fetch and compile the component a spec names. `Ok(None)` when it is what already runs.
@@ -694,9 +773,10 @@ impl Api {
         let kind = match spec.get("kind").and_then(Value::as_str).unwrap_or("") {
             "admission" => PluginKind::Admission,
             "controller" => PluginKind::Controller,
+            "scheduler" => PluginKind::Scheduler,
             other => {
                 return Err(format!(
-                    "plugins of kind {other:?} cannot be loaded yet: \"admission\" and \"controller\" plugins run in this version"
+                    "plugins of kind {other:?} cannot be loaded yet: \"admission\", \"controller\" and \"scheduler\" plugins run in this version"
                 ));
             }
         };
@@ -775,6 +855,13 @@ impl Api {
                     .ok_or("this server runs no controller engine")?;
                 Candidate::Controller(ControllerPlugin::new(loaded, runner.host_api(name)))
             }
+            PluginKind::Scheduler => {
+                if self.admission.scheduler_runner().is_none() {
+                    return Err("this server runs no scheduler".into());
+                }
+                let host: Arc<dyn HostApi> = Arc::new(ApiHost::new(self));
+                Candidate::Scheduler(SchedulerPlugin::new(loaded, host))
+            }
             _ => {
                 let host: Arc<dyn HostApi> = Arc::new(ApiHost::new(self));
                 Candidate::Admission(AdmissionPlugin::new(loaded, host))
@@ -842,9 +929,12 @@ impl Api {
             loaded
                 .iter()
                 .map(|(name, l)| {
-                    let stats: Option<PluginStats> = match &l.controller {
-                        Some(c) => Some(c.stats()),
-                        None => l.slot.as_ref().and_then(|s| s.current()).map(|c| c.stats()),
+                    let stats: Option<PluginStats> = match (&l.controller, &l.scheduler) {
+                        (Some(c), _) => Some(c.stats()),
+                        (None, Some(s)) => Some(s.stats()),
+                        (None, None) => {
+                            l.slot.as_ref().and_then(|s| s.current()).map(|c| c.stats())
+                        }
                     };
                     let current = stats.as_ref().map(|_| ());
                     let phase = match (&current, &stats, &l.error) {
@@ -880,11 +970,17 @@ impl Api {
                 .collect()
         };
         let runner = self.admission.runner();
+        let scheduler = self.admission.scheduler_runner();
         for (name, mut status) in snapshot {
             if let Some(runner) = &runner
                 && let Some(m) = runner.metrics(&name).await
             {
                 status["controller"] = m;
+            }
+            if let Some(runner) = &scheduler
+                && let Some(m) = runner.metrics(&name).await
+            {
+                status["scheduler"] = m;
             }
             let t = Target {
                 rt: rt.clone(),

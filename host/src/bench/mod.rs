@@ -8,14 +8,20 @@
 //!   Rust example policy in process (compile, cache load, instantiate+decide, warm decide,
 //!   against the same check in native Rust) and the latency a hook adds to pod creates
 //!   through the API.
+//! - `tug bench controllers` ([`controllers`]) times Deployments to Available on simulated
+//!   nodes.
+//! - `tug bench scheduler` ([`scheduler`]) measures pods scheduled per second on thousands
+//!   of nodes, with the default policy as Wasm and compiled natively.
 //!
 //! [`ServerProcess`] and [`Client`] are shared with the tests and `tug plugin upload`.
 
 mod admission;
 mod api;
 mod controllers;
+mod scheduler;
 
 pub use admission::AdmissionArgs;
+pub use scheduler::{NativePolicy, SchedulerArgs};
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -64,6 +70,10 @@ pub enum BenchCmd {
     /// The controllers at scale: create Deployments on simulated nodes and time until every
     /// one is Available; the server's CPU time and the controllers' reconcile counts.
     Controllers(controllers::ControllersArgs),
+    /// Scheduling throughput as Kubernetes' scheduler_perf measures it: thousands of nodes,
+    /// pods placed, then many pods created and scheduled; the default policy as Wasm and
+    /// compiled natively.
+    Scheduler(scheduler::SchedulerArgs),
 }
 
 pub async fn run(cmd: BenchCmd) -> Result<()> {
@@ -78,6 +88,7 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
         } => api::bench_api(single, total, clients, watchers, events, data_dir).await,
         BenchCmd::Admission(args) => admission::bench_admission(args).await,
         BenchCmd::Controllers(args) => controllers::bench_controllers(args).await,
+        BenchCmd::Scheduler(args) => scheduler::bench_scheduler(args).await,
     }
 }
 

@@ -17,9 +17,11 @@
 //! A node annotated `tugboat.dev/simulated-heartbeat=stop` stops renewing its lease and
 //! updating its pods (a node that died), for node-lifecycle tests.
 //!
-//! Until the scheduler lands, the agent also binds pods that name no node (and ask for the
-//! default scheduler) to the ready simulated node with the fewest pods; set
-//! `bind_unscheduled: false` when a scheduler runs.
+//! Nodes registered at start are spread over `zones` zones (label
+//! `topology.kubernetes.io/zone=zone-<i mod zones>`). Each node offers 8 CPUs, 32 GiB, 110
+//! pods and 100 GiB of ephemeral storage, unless its annotation
+//! `tugboat.dev/simulated-allocatable` (a JSON resource list, e.g. `{"cpu": "2"}`) says
+//! otherwise. The scheduler (`crate::scheduler`) places the pods; the agent only runs them.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -44,6 +46,8 @@ pub const RUN_SECONDS_ANNOTATION: &str = "tugboat.dev/simulated-run-seconds";
 pub const EXIT_CODE_ANNOTATION: &str = "tugboat.dev/simulated-exit-code";
 /// Node annotation: `stop` makes the node stop heartbeating.
 pub const HEARTBEAT_ANNOTATION: &str = "tugboat.dev/simulated-heartbeat";
+/// Node annotation: a JSON resource list overriding the node's default capacity.
+pub const ALLOCATABLE_ANNOTATION: &str = "tugboat.dev/simulated-allocatable";
 
 /// Settings of the simulated nodes.
 #[derive(Debug, Clone)]
@@ -52,8 +56,8 @@ pub struct SimulatedConfig {
     pub count: usize,
     /// How often leases are renewed (Kubernetes' kubelet: 10 s).
     pub lease_renew: Duration,
-    /// Bind pods that name no node (no scheduler runs yet).
-    pub bind_unscheduled: bool,
+    /// Zones the nodes registered at start are spread over (0: no zone label).
+    pub zones: usize,
     /// Pod status writes in flight at once.
     pub concurrency: usize,
 }
@@ -63,7 +67,7 @@ impl Default for SimulatedConfig {
         SimulatedConfig {
             count: 0,
             lease_renew: Duration::from_secs(10),
-            bind_unscheduled: true,
+            zones: 3,
             concurrency: 32,
         }
     }
@@ -166,6 +170,16 @@ impl Agent {
             },
             "spec": {},
         });
+        let mut node = node;
+        if self.config.zones > 0 {
+            let i: usize = name
+                .rsplit('-')
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0);
+            node["metadata"]["labels"]["topology.kubernetes.io/zone"] =
+                json!(format!("zone-{}", i % self.config.zones));
+        }
         match self.client.create(&nodes(), None, node).await {
             Ok(_) => Ok(()),
             Err(e) if e.is_already_exists() => Ok(()),
@@ -306,9 +320,24 @@ impl Agent {
         }
         let index = self.state.lock().nodes.get(name).map_or(0, |n| n.index);
         let ts = now_rfc3339();
+        // Keep the Ready condition's transition time when it stays True.
+        let current = self.client.get(&nodes(), None, name).await?;
+        let mut capacity =
+            json!({"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"});
+        if let Some(extra) = current
+            .as_ref()
+            .and_then(|c| c.pointer("/metadata/annotations"))
+            .and_then(|a| a.get(ALLOCATABLE_ANNOTATION))
+            .and_then(Value::as_str)
+            .and_then(|s| serde_json::from_str::<serde_json::Map<String, Value>>(s).ok())
+        {
+            for (k, v) in extra {
+                capacity[k] = v;
+            }
+        }
         let status = json!({"status": {
-            "capacity": {"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"},
-            "allocatable": {"cpu": "8", "memory": "32Gi", "pods": "110", "ephemeral-storage": "100Gi"},
+            "capacity": capacity,
+            "allocatable": capacity,
             "conditions": [
                 {"type": "Ready", "status": "True", "reason": "KubeletReady",
                  "message": "simulated kubelet is posting ready status",
@@ -325,8 +354,6 @@ impl Agent {
                 "kernelVersion": "", "machineID": "", "systemUUID": "", "bootID": "",
             },
         }});
-        // Keep the Ready condition's transition time when it stays True.
-        let current = self.client.get(&nodes(), None, name).await?;
         let mut status = status;
         if let Some(cur) = &current
             && let Some(conds) = cur.pointer("/status/conditions").and_then(Value::as_array)
@@ -421,9 +448,6 @@ impl Agent {
     async fn pod_changed(&self, pod: Arc<Value>) {
         let node = str_at(&pod, "/spec/nodeName").to_string();
         if node.is_empty() {
-            if self.config.bind_unscheduled && !is_deleting(&pod) {
-                self.bind(&pod).await;
-            }
             return;
         }
         let key = pod_key(&pod);
@@ -598,53 +622,6 @@ impl Agent {
                 }
                 false
             }
-        }
-    }
-
-    /// Binds an unscheduled pod to the ready simulated node with the fewest pods.
-    async fn bind(&self, pod: &Value) {
-        let scheduler = str_at(pod, "/spec/schedulerName");
-        if !(scheduler.is_empty() || scheduler == "default-scheduler") {
-            return;
-        }
-        let node = {
-            let mut st = self.state.lock();
-            let Some((name, n)) = st
-                .nodes
-                .iter_mut()
-                .filter(|(_, n)| !n.stopped)
-                .min_by(|a, b| a.1.pods.cmp(&b.1.pods).then(a.0.cmp(b.0)))
-            else {
-                return;
-            };
-            // Counted now, so that a burst of pods spreads.
-            n.pods += 1;
-            name.clone()
-        };
-        let _permit = self.writes.acquire().await;
-        let ns = str_at(pod, "/metadata/namespace");
-        let name = str_at(pod, "/metadata/name");
-        let binding = json!({
-            "apiVersion": "v1", "kind": "Binding",
-            "metadata": {"name": name, "namespace": ns, "uid": str_at(pod, "/metadata/uid")},
-            "target": {"apiVersion": "v1", "kind": "Node", "name": node},
-        });
-        let result = self
-            .client
-            .create_subresource(&pods(), Some(ns), name, "binding", binding)
-            .await;
-        {
-            // The pod is counted again when it starts on the node.
-            let mut st = self.state.lock();
-            if let Some(n) = st.nodes.get_mut(&node) {
-                n.pods = n.pods.saturating_sub(1);
-            }
-        }
-        if let Err(e) = result
-            && !e.is_not_found()
-            && !e.is_conflict()
-        {
-            tracing::debug!(pod = %name, error = %e, "simulated node: binding");
         }
     }
 }

@@ -56,6 +56,7 @@ mod manifest;
 pub mod oci;
 mod runtime;
 mod sandbox;
+pub mod scheduler;
 mod slot;
 
 /// Host bindings of the `admission` world, generated from `wit/`.
@@ -72,6 +73,21 @@ pub(crate) mod bindings {
     pub(crate) mod controller {
         wasmtime::component::bindgen!({
             world: "controller",
+            path: "../wit",
+            imports: { default: async },
+            exports: { default: async },
+            with: {
+                "tugboat:plugin/host": super::tugboat::plugin::host,
+                "tugboat:plugin/types": super::tugboat::plugin::types,
+            },
+        });
+    }
+
+    /// Host bindings of the `scheduler` world (sharing `host` and `types` with the
+    /// admission world's).
+    pub(crate) mod scheduler {
+        wasmtime::component::bindgen!({
+            world: "scheduler",
             path: "../wit",
             imports: { default: async },
             exports: { default: async },

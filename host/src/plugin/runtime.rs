@@ -13,6 +13,7 @@ use wasmtime::{
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::controller::{ControllerPre, tugboat::plugin::cluster as wit_cluster};
+use super::bindings::scheduler::SchedulerPre;
 use super::bindings::{Admission, AdmissionPre};
 use super::cache::ComponentCache;
 use super::error::PluginError;
@@ -149,6 +150,7 @@ pub struct LoadedPlugin {
 pub(crate) enum WorldPre {
     Admission(AdmissionPre<StoreState>),
     Controller(ControllerPre<StoreState>),
+    Scheduler(SchedulerPre<StoreState>),
 }
 
 impl LoadedPlugin {
@@ -162,14 +164,21 @@ impl LoadedPlugin {
     pub(crate) fn admission_pre(&self) -> Result<&AdmissionPre<StoreState>, PluginError> {
         match &self.pre {
             WorldPre::Admission(p) => Ok(p),
-            WorldPre::Controller(_) => Err(self.wrong_world("admission")),
+            _ => Err(self.wrong_world("admission")),
         }
     }
 
     pub(crate) fn controller_pre(&self) -> Result<&ControllerPre<StoreState>, PluginError> {
         match &self.pre {
             WorldPre::Controller(p) => Ok(p),
-            WorldPre::Admission(_) => Err(self.wrong_world("controller")),
+            _ => Err(self.wrong_world("controller")),
+        }
+    }
+
+    pub(crate) fn scheduler_pre(&self) -> Result<&SchedulerPre<StoreState>, PluginError> {
+        match &self.pre {
+            WorldPre::Scheduler(p) => Ok(p),
+            _ => Err(self.wrong_world("scheduler")),
         }
     }
 }
@@ -281,6 +290,7 @@ impl PluginRuntime {
         let world = match manifest.kind {
             PluginKind::Admission => "tugboat:plugin/admission@0.1.0",
             PluginKind::Controller => "tugboat:plugin/controller@0.1.0",
+            PluginKind::Scheduler => "tugboat:plugin/scheduler@0.1.0",
             other => {
                 return Err(PluginError::Manifest {
                     plugin,
@@ -303,6 +313,9 @@ impl PluginRuntime {
         let pre = match manifest.kind {
             PluginKind::Controller => {
                 WorldPre::Controller(ControllerPre::new(pre).map_err(incompatible)?)
+            }
+            PluginKind::Scheduler => {
+                WorldPre::Scheduler(SchedulerPre::new(pre).map_err(incompatible)?)
             }
             _ => WorldPre::Admission(AdmissionPre::new(pre).map_err(incompatible)?),
         };

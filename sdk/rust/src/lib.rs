@@ -7,6 +7,10 @@
 //!
 //! - [`admission`]: the [`AdmissionPolicy`] trait, the request/response types, and the
 //!   [`export_admission!`] macro that turns a policy into the component's exports;
+//! - [`controller`]: the [`Controller`](controller::Controller) trait and
+//!   [`export_controller!`] for reconcile loops;
+//! - [`scheduler`]: the [`SchedulerPolicy`](scheduler::SchedulerPolicy) trait, the node and
+//!   pod records and [`export_scheduler!`] for scheduling policies;
 //! - [`host`]: the host API a plugin may call (logging, reading and writing API objects,
 //!   checked against the plugin's declared capabilities);
 //! - [`testing`]: unit-test a policy natively (`cargo test`) without a host: the trait's
@@ -44,6 +48,7 @@ pub mod controller;
 pub mod host;
 pub mod objects;
 pub mod patch;
+pub mod scheduler;
 pub mod testing;
 
 pub use admission::{
@@ -66,7 +71,10 @@ pub mod prelude {
     pub use crate::host::{self, HostError, LogLevel};
     pub use crate::objects;
     pub use crate::patch::JsonPatch;
-    pub use crate::{export_admission, export_controller};
+    pub use crate::scheduler::{
+        ClusterChange, Decision, NodeInfo, PodInfo, ReasonCount, Resources, SchedulerPolicy,
+    };
+    pub use crate::{export_admission, export_controller, export_scheduler};
     pub use serde_json::{Value, json};
 }
 
@@ -95,6 +103,23 @@ pub mod bindings {
             export_macro_name: "__tugboat_export_controller_world",
             default_bindings_module: "tugboat_plugin_sdk::bindings::controller",
             runtime_path: "tugboat_plugin_sdk::__wit_bindgen::rt",
+            with: {
+                "tugboat:plugin/host@0.1.0": super::admission::tugboat::plugin::host,
+                "tugboat:plugin/types@0.1.0": super::admission::tugboat::plugin::types,
+            },
+        });
+    }
+
+    /// The `scheduler` world (its `host` and `types` are the admission world's).
+    pub mod scheduler {
+        wit_bindgen::generate!({
+            world: "scheduler",
+            path: "../../wit",
+            pub_export_macro: true,
+            export_macro_name: "__tugboat_export_scheduler_world",
+            default_bindings_module: "tugboat_plugin_sdk::bindings::scheduler",
+            runtime_path: "tugboat_plugin_sdk::__wit_bindgen::rt",
+            additional_derives: [PartialEq, Eq],
             with: {
                 "tugboat:plugin/host@0.1.0": super::admission::tugboat::plugin::host,
                 "tugboat:plugin/types@0.1.0": super::admission::tugboat::plugin::types,
