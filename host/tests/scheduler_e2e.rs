@@ -172,7 +172,9 @@ fn deployment(name: &str, replicas: u32, scheduler: Option<&str>) -> Value {
 
 #[test]
 fn pods_land_only_on_nodes_that_fit_and_wait_with_the_reason_until_one_does() {
-    let c = Cluster::start();
+    // The simulated agent adopts the nodes below; its own node goes.
+    let c = Cluster::start_with(&["--simulated-nodes", "1"]);
+    c.kubectl_ok(&["delete", "node", "sim-0"]);
     node(
         &c,
         "small",
