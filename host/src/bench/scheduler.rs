@@ -67,6 +67,10 @@ struct Figures {
     p99_ms: f64,
     elapsed: Duration,
     server_p99_ms: Option<f64>,
+    /// Pods per node at the end: (min, max).
+    spread: (usize, usize),
+    /// A backlog of pods created first, then scheduled: pods/s.
+    backlog_pods_per_sec: f64,
 }
 
 pub async fn bench_scheduler(args: SchedulerArgs) -> Result<()> {
@@ -88,9 +92,15 @@ pub async fn bench_scheduler(args: SchedulerArgs) -> Result<()> {
     }
     if let (Some(w), Some(n)) = (&wasm, &native) {
         println!(
-            "  ratio wasm/native throughput: {:.2} (target >= 0.5); wasm target >= 2000 pods/s: {}",
+            "  ratio wasm/native: {:.2} created and scheduled together, {:.2} for a backlog (target >= 0.5)",
             w.pods_per_sec / n.pods_per_sec,
-            if w.pods_per_sec >= 2000.0 {
+            w.backlog_pods_per_sec / n.backlog_pods_per_sec,
+        );
+    }
+    if let Some(w) = &wasm {
+        println!(
+            "  wasm target >= 2000 pods/s: {}",
+            if w.pods_per_sec >= 2000.0 && w.backlog_pods_per_sec >= 2000.0 {
                 "met"
             } else {
                 "NOT met"
@@ -102,13 +112,16 @@ pub async fn bench_scheduler(args: SchedulerArgs) -> Result<()> {
 
 fn report(what: &str, f: &Figures) {
     println!(
-        "  {what}: {:.0} pods/s ({} s for the measured pods), create→bound p50 {:.1} ms, p99 {:.1} ms; queue→bound p99 {} ms",
+        "  {what}:\n    created and scheduled together: {:.0} pods/s ({:.2} s for the measured pods), create→bound p50 {:.1} ms, p99 {:.1} ms; queue→bound p99 {} ms\n    a backlog created first, then scheduled: {:.0} pods/s\n    pods per node at the end: min {}, max {}",
         f.pods_per_sec,
-        format_args!("{:.2}", f.elapsed.as_secs_f64()),
+        f.elapsed.as_secs_f64(),
         f.p50_ms,
         f.p99_ms,
         f.server_p99_ms
-            .map_or("-".to_string(), |v| format!("{v:.1}"))
+            .map_or("-".to_string(), |v| format!("{v:.1}")),
+        f.backlog_pods_per_sec,
+        f.spread.0,
+        f.spread.1,
     );
 }
 
@@ -180,7 +193,7 @@ async fn run_one(args: &SchedulerArgs, which: Which) -> Result<Figures> {
     informer.start();
     informer.wait_synced().await;
     let mut changes = informer.subscribe();
-    let bound: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    let bound: Bound = Arc::default();
     let done = Arc::new(tokio::sync::Notify::new());
     let watcher = {
         let bound = bound.clone();
@@ -199,7 +212,12 @@ async fn run_one(args: &SchedulerArgs, which: Which) -> Result<Figures> {
                         .and_then(Value::as_str)
                         .unwrap_or("")
                         .to_string();
-                    bound.lock().insert(name, Instant::now());
+                    let node = new
+                        .pointer("/spec/nodeName")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
+                    bound.lock().insert(name, (Instant::now(), node));
                     done.notify_one();
                 }
             }
@@ -230,14 +248,13 @@ async fn run_one(args: &SchedulerArgs, which: Which) -> Result<Figures> {
     create_pods(&client, args.clients, "pod", args.pods, &created).await?;
     let created_in = t0.elapsed();
     wait_bound(&bound, &done, "pod", args.pods, Duration::from_secs(600)).await?;
-    watcher.abort();
     let mut last = t0;
     let mut lat: Vec<f64> = Vec::with_capacity(args.pods);
     {
         let bound = bound.lock();
         let created = created.lock();
         for (name, c) in created.iter() {
-            if let Some(b) = bound.get(name) {
+            if let Some((b, _)) = bound.get(name) {
                 last = last.max(*b);
                 lat.push(b.saturating_duration_since(*c).as_secs_f64() * 1000.0);
             }
@@ -258,6 +275,32 @@ async fn run_one(args: &SchedulerArgs, which: Which) -> Result<Figures> {
         args.pods,
         created_in.as_secs_f64()
     );
+    // A backlog: the profile paused while the pods are created, then resumed.
+    scheduler.set_paused(DEFAULT_SCHEDULER, true);
+    create_pods(&client, args.clients, "backlog", args.pods, &Default::default()).await?;
+    let t1 = Instant::now();
+    scheduler.set_paused(DEFAULT_SCHEDULER, false);
+    wait_bound(&bound, &done, "backlog", args.pods, Duration::from_secs(600)).await?;
+    let backlog_elapsed = bound
+        .lock()
+        .iter()
+        .filter(|(k, _)| k.starts_with("backlog-"))
+        .map(|(_, (t, _))| t.saturating_duration_since(t1))
+        .max()
+        .unwrap_or_default();
+    watcher.abort();
+    let mut per_node: HashMap<String, usize> = HashMap::new();
+    for (_, node) in bound.lock().values() {
+        *per_node.entry(node.clone()).or_default() += 1;
+    }
+    let spread = (
+        if per_node.len() < args.nodes {
+            0
+        } else {
+            per_node.values().copied().min().unwrap_or(0)
+        },
+        per_node.values().copied().max().unwrap_or(0),
+    );
     scheduler.shutdown();
     engine.shutdown().await;
     Ok(Figures {
@@ -266,6 +309,8 @@ async fn run_one(args: &SchedulerArgs, which: Which) -> Result<Figures> {
         p99_ms: q(0.99),
         elapsed,
         server_p99_ms,
+        spread,
+        backlog_pods_per_sec: args.pods as f64 / backlog_elapsed.as_secs_f64().max(1e-9),
     })
 }
 
@@ -324,8 +369,11 @@ async fn create_pods(
     .await
 }
 
+/// Pod name → when a watch saw it bound, and to which node.
+type Bound = Arc<Mutex<HashMap<String, (Instant, String)>>>;
+
 async fn wait_bound(
-    bound: &Arc<Mutex<HashMap<String, Instant>>>,
+    bound: &Bound,
     done: &Arc<tokio::sync::Notify>,
     prefix: &str,
     n: usize,

@@ -162,6 +162,8 @@ struct Profile {
     first_seen: Mutex<HashMap<String, Instant>>,
     notify: Notify,
     stopped: AtomicBool,
+    /// Queue but do not decide (see [`Scheduler::set_paused`]).
+    paused: AtomicBool,
     binds: Arc<Semaphore>,
     metrics: ProfileMetrics,
     task: Mutex<Option<JoinHandle<()>>>,
@@ -270,6 +272,7 @@ impl Scheduler {
             first_seen: Mutex::new(HashMap::new()),
             notify: Notify::new(),
             stopped: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
             binds: Arc::new(Semaphore::new(self.shared.config.bind_concurrency)),
             metrics: ProfileMetrics::default(),
             task: Mutex::new(None),
@@ -326,6 +329,17 @@ impl Scheduler {
             }
         }
         tracing::info!(profile = %name, "scheduler profile stopped");
+    }
+
+    /// Pauses (or resumes) profile `name`: pods keep being queued but none is decided.
+    /// Returns whether the profile exists.
+    pub fn set_paused(&self, name: &str, paused: bool) -> bool {
+        let Some(p) = self.shared.profiles.read().get(name).cloned() else {
+            return false;
+        };
+        p.paused.store(paused, Ordering::SeqCst);
+        p.notify.notify_one();
+        true
     }
 
     /// The names of the running profiles.
@@ -649,6 +663,10 @@ async fn cycle(shared: Arc<Shared>, profile: Arc<Profile>) {
     loop {
         if profile.stopped.load(Ordering::SeqCst) {
             return;
+        }
+        if profile.paused.load(Ordering::SeqCst) {
+            profile.notify.notified().await;
+            continue;
         }
         if !*leadership.borrow_and_update() {
             let _ = leadership.changed().await;
