@@ -455,13 +455,18 @@ fn create_get_list_describe() {
         vec!["Containers:"],
         vec!["main:"],
         vec!["Image:", "nginx:1.27"],
-        vec!["Events:", "<none>"],
     ] {
         check!(
             described.contains(&expected),
             "describe pod lacks line {expected:?}:\n{out}"
         );
     }
+    // The cluster has no node: the scheduler says so, as Kubernetes' does.
+    let out = c.eventually(Duration::from_secs(30), "the scheduler's event", || {
+        let out = c.kubectl_ok(&["describe", "pod", "p1", "-n", &ns]);
+        out.contains("FailedScheduling").then_some(out)
+    });
+    check_contains(&out, "no nodes available to schedule pods");
 
     // Listing across namespaces.
     let out = c.kubectl_ok(&["get", "pods", "-A"]);

@@ -179,6 +179,9 @@ struct Shared {
     /// The feed has loaded the informers' first lists.
     synced: tokio::sync::watch::Sender<bool>,
     pods: Arc<Informer>,
+    /// The last `FailedScheduling` message recorded per pending pod (uid): a repeat of the
+    /// same message is not recorded again (client-go's recorder would only bump a count).
+    failures_told: Mutex<HashMap<String, String>>,
 }
 
 /// The scheduler (see the [module](self) docs). Register it with the API's plugin loop
@@ -243,6 +246,7 @@ impl Scheduler {
             events: Arc::new(Semaphore::new(EVENTS_IN_FLIGHT)),
             synced: tokio::sync::watch::Sender::new(false),
             pods: pods.clone(),
+            failures_told: Mutex::new(HashMap::new()),
         });
         let feed = tokio::spawn(feed(shared.clone(), nodes, pods));
         Arc::new(Scheduler {
@@ -554,7 +558,22 @@ fn on_node(shared: &Arc<Shared>, batch: &mut Batch, old: Option<&Value>, new: Op
 
 fn pod_change(shared: &Arc<Shared>, batch: &mut Batch, c: Change) {
     match (&c.new, &c.old) {
-        (Some(new), _) => on_pod(shared, batch, Some(new)),
+        (Some(new), old) => {
+            // An update that changes nothing a policy sees (status, managed fields, the
+            // scheduler's own condition) does not retry an unschedulable pod, as
+            // kube-scheduler's `isPodUpdated` does not.
+            if let Some(old) = old
+                && str_at(new, "/spec/nodeName").is_empty()
+                && !is_terminal(new)
+                && !is_deleting(new)
+                && old.get("spec") == new.get("spec")
+                && old.pointer("/metadata/labels") == new.pointer("/metadata/labels")
+                && old.pointer("/metadata/annotations") == new.pointer("/metadata/annotations")
+            {
+                return;
+            }
+            on_pod(shared, batch, Some(new))
+        }
         (None, Some(old)) => {
             let uid = str_at(old, "/metadata/uid").to_string();
             pod_gone(shared, batch, &uid);
@@ -566,6 +585,7 @@ fn pod_change(shared: &Arc<Shared>, batch: &mut Batch, c: Change) {
 /// A pod is gone (deleted): forget it everywhere.
 fn pod_gone(shared: &Arc<Shared>, batch: &mut Batch, uid: &str) {
     let profiles: Vec<Arc<Profile>> = shared.profiles.read().values().cloned().collect();
+    shared.failures_told.lock().remove(uid);
     let mut state = shared.state.lock();
     state.orphans.remove(uid);
     state.orphans_told.remove(uid);
@@ -598,6 +618,7 @@ fn on_pod(shared: &Arc<Shared>, batch: &mut Batch, pod: Option<&Value>) {
         return;
     }
     if !node.is_empty() {
+        shared.failures_told.lock().remove(uid);
         let info = records::pod_info(pod, false);
         let profiles: Vec<Arc<Profile>> = shared.profiles.read().values().cloned().collect();
         let mut state = shared.state.lock();
@@ -917,7 +938,14 @@ fn mark_unschedulable(shared: &Arc<Shared>, key: &PodKey, message: &str) {
                 })
             })
     });
-    record_event(shared, key, "Warning", "FailedScheduling", message);
+    let repeat = shared
+        .failures_told
+        .lock()
+        .insert(key.uid.clone(), message.to_string())
+        .is_some_and(|m| m == message);
+    if !repeat {
+        record_event(shared, key, "Warning", "FailedScheduling", message);
+    }
     if same {
         return;
     }

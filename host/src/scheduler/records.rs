@@ -386,8 +386,11 @@ fn resources_eq(a: &Resources, b: &Resources) -> bool {
 
 /// Kubernetes' message for a pod no node fits: `0/3 nodes are available: 1 node(s) had
 /// untolerated taint {dedicated: gpu}, 2 Insufficient cpu.` (reasons sorted as strings,
-/// as `FitError.Error` sorts them).
+/// as `FitError.Error` sorts them), or `ErrNoNodesAvailable`'s when there is no node.
 pub fn fit_error(nodes: usize, reasons: &[(String, u32)]) -> String {
+    if nodes == 0 {
+        return "no nodes available to schedule pods".into();
+    }
     let mut parts: Vec<String> = reasons
         .iter()
         .map(|(reason, count)| format!("{count} {reason}"))
@@ -505,6 +508,7 @@ mod tests {
             m,
             "0/3 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 2 Insufficient cpu."
         );
-        assert_eq!(fit_error(0, &[]), "0/0 nodes are available.");
+        assert_eq!(fit_error(0, &[]), "no nodes available to schedule pods");
+        assert_eq!(fit_error(2, &[]), "0/2 nodes are available.");
     }
 }
