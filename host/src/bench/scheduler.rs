@@ -277,10 +277,24 @@ async fn run_one(args: &SchedulerArgs, which: Which) -> Result<Figures> {
     );
     // A backlog: the profile paused while the pods are created, then resumed.
     scheduler.set_paused(DEFAULT_SCHEDULER, true);
-    create_pods(&client, args.clients, "backlog", args.pods, &Default::default()).await?;
+    create_pods(
+        &client,
+        args.clients,
+        "backlog",
+        args.pods,
+        &Default::default(),
+    )
+    .await?;
     let t1 = Instant::now();
     scheduler.set_paused(DEFAULT_SCHEDULER, false);
-    wait_bound(&bound, &done, "backlog", args.pods, Duration::from_secs(600)).await?;
+    wait_bound(
+        &bound,
+        &done,
+        "backlog",
+        args.pods,
+        Duration::from_secs(600),
+    )
+    .await?;
     let backlog_elapsed = bound
         .lock()
         .iter()
