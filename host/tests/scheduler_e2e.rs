@@ -14,7 +14,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::wasm::polyglot_dir;
+use common::wasm::{polyglot_dir, wasm};
 use common::{Cluster, check_contains, unique};
 use serde_json::{Value, json};
 
@@ -379,8 +379,8 @@ fn a_bin_packing_scheduler_in_python_runs_beside_the_default_one() {
         "the Plugin's status counts its work: {}",
         p["status"]
     );
-    let logs = c.kubectl_ok(&["get", "--raw", "/tugboat/v1/plugins/bin-packing/logs"]);
-    let _ = logs; // served (200); the policy prints nothing by default
+    // Its log is served (the policy prints nothing by default).
+    c.kubectl_ok(&["get", "--raw", "/tugboat/v1/plugins/bin-packing/logs"]);
 }
 
 #[test]
@@ -421,4 +421,51 @@ fn swapping_the_default_policy_changes_decisions_without_a_restart() {
     });
     let nodes: BTreeSet<&String> = restored.keys().collect();
     check!(nodes.len() >= 2, "the built-in spreads again: {restored:?}");
+}
+
+#[test]
+fn a_scheduler_plugin_that_traps_is_restarted_and_scheduling_goes_on() {
+    let c = Cluster::start_with(&["--simulated-nodes", "2"]);
+    let ns = namespace(&c, "faulty");
+    let digest = upload_blob(&c, "faulty-scheduler.wasm", &wasm("faulty_scheduler"));
+    let plugin = json!({"apiVersion": "tugboat.dev/v1alpha1", "kind": "Plugin",
+        "metadata": {"name": "faulty"},
+        "spec": {"kind": "scheduler", "source": {"blob": digest}}});
+    c.kubectl_stdin_ok(&["apply", "-f", "-"], &plugin.to_string());
+    c.eventually(SETTLE, "Plugin faulty Ready", || {
+        let p = get_json(&c, &["plugin", "faulty"]);
+        (p["status"]["phase"] == "Ready").then_some(())
+    });
+    // One pod makes the plugin trap; the others of its batch, and later ones, are placed.
+    for name in ["ok-1", "trap-1", "ok-2"] {
+        apply(
+            &c,
+            &ns,
+            &pod(name, "100m", json!({"schedulerName": "faulty"})),
+        );
+    }
+    check_eq!(wait_node(&c, &ns, "ok-1"), "sim-0");
+    check_eq!(wait_node(&c, &ns, "ok-2"), "sim-0");
+    let m = wait_event(&c, &ns, "trap-1", "FailedScheduling", "failed on this pod");
+    check_contains(&m, "refusing to schedule trap-1");
+    check_eq!(node_of(&c, &ns, "trap-1"), None);
+    apply(
+        &c,
+        &ns,
+        &pod("ok-3", "100m", json!({"schedulerName": "faulty"})),
+    );
+    check_eq!(wait_node(&c, &ns, "ok-3"), "sim-0");
+    // The default scheduler is not affected.
+    apply(&c, &ns, &pod("default-1", "100m", json!({})));
+    wait_node(&c, &ns, "default-1");
+    let status = c.eventually(SETTLE, "the trap counted in the Plugin's status", || {
+        let p = get_json(&c, &["plugin", "faulty"]);
+        (p["status"]["errors"].as_u64().unwrap_or(0) >= 1).then_some(p["status"].clone())
+    });
+    check_contains(
+        status["lastError"].as_str().unwrap_or(""),
+        "refusing to schedule trap-1",
+    );
+    let logs = c.kubectl_ok(&["get", "--raw", "/tugboat/v1/plugins/faulty/logs"]);
+    check_contains(&logs, "refusing to schedule trap-1");
 }

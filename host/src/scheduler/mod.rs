@@ -812,11 +812,23 @@ async fn schedule_batch(
                 .metrics
                 .errors
                 .fetch_add(pods.len() as u64, Ordering::Relaxed);
-            tracing::warn!(profile = %profile.name, error = %e, pods = pods.len(), "the scheduler policy failed; its pods are retried");
+            tracing::warn!(profile = %profile.name, error = %e, pods = pods.len(), "the scheduler policy failed; its pods are retried, each alone");
             let now = Instant::now();
             let mut q = profile.queue.lock();
             for (k, _) in &pods {
-                q.retry(&k.uid, now);
+                if pods.len() > 1 {
+                    q.retry_alone(&k.uid, now);
+                } else {
+                    q.retry(&k.uid, now);
+                }
+            }
+            drop(q);
+            if pods.len() == 1 {
+                let message = format!(
+                    "the scheduler plugin {:?} failed on this pod: {e}",
+                    profile.name
+                );
+                mark_unschedulable(shared, &pods[0].0, &message);
             }
             return;
         }

@@ -37,6 +37,8 @@ struct Entry {
     at: Where,
     /// The move cycle when it was popped.
     popped_cycle: u64,
+    /// Decided alone, not in a batch (it was in a batch that made the plugin fail).
+    alone: bool,
 }
 
 /// See the [module](self) docs.
@@ -102,6 +104,7 @@ impl SchedulingQueue {
                         since: now,
                         at: Where::Active,
                         popped_cycle: 0,
+                        alone: false,
                     },
                 );
                 self.active.push((priority, Reverse(seq), uid));
@@ -176,20 +179,36 @@ impl SchedulingQueue {
     /// Up to `max` pods from active, highest priority first; they are in flight until
     /// [`SchedulingQueue::done`], [`SchedulingQueue::unschedulable`] or
     /// [`SchedulingQueue::retry`].
+    /// A pod marked to be decided alone ([`SchedulingQueue::retry_alone`]) comes in a batch
+    /// of its own.
     pub fn pop(&mut self, max: usize) -> Vec<PodKey> {
         let mut out = Vec::new();
         while out.len() < max {
-            let Some((_, Reverse(seq), uid)) = self.active.pop() else {
+            let Some((_, Reverse(seq), uid)) = self.active.peek() else {
+                break;
+            };
+            let live = self
+                .entries
+                .get(uid)
+                .filter(|e| e.at == Where::Active && e.seq == *seq);
+            let Some(alone) = live.map(|e| e.alone) else {
+                self.active.pop();
+                continue;
+            };
+            if alone && !out.is_empty() {
+                break;
+            }
+            let Some((_, _, uid)) = self.active.pop() else {
                 break;
             };
             let cycle = self.move_cycle;
-            if let Some(e) = self.entries.get_mut(&uid)
-                && e.at == Where::Active
-                && e.seq == seq
-            {
+            if let Some(e) = self.entries.get_mut(&uid) {
                 e.at = Where::InFlight;
                 e.popped_cycle = cycle;
                 out.push(e.key.clone());
+            }
+            if alone {
+                break;
             }
         }
         out
@@ -257,6 +276,15 @@ impl SchedulingQueue {
         if self.fail(uid, now).is_some() {
             self.requeue(uid, now);
         }
+    }
+
+    /// The pod was in a batch the plugin failed on: retry it after backoff, decided alone,
+    /// so that one pod that makes the plugin fail does not hold up the others.
+    pub fn retry_alone(&mut self, uid: &str, now: Instant) {
+        if let Some(e) = self.entries.get_mut(uid) {
+            e.alone = true;
+        }
+        self.retry(uid, now);
     }
 
     /// Retry at once, without counting an attempt (the plugin was swapped or restarted
@@ -346,6 +374,27 @@ mod tests {
         q.flush(t0 + Duration::from_secs(4));
         assert_eq!(q.pop(1).len(), 1);
         assert_eq!(q.attempts("a"), 2);
+    }
+
+    #[test]
+    fn pods_of_a_failed_batch_are_retried_alone() {
+        let mut q = SchedulingQueue::new(
+            Duration::from_millis(1),
+            Duration::from_millis(1),
+            Duration::from_secs(60),
+        );
+        let t0 = Instant::now();
+        for n in ["a", "b", "c", "d"] {
+            q.add(key(n), 0, t0);
+        }
+        assert_eq!(names(q.pop(2)), vec!["a", "b"]);
+        q.retry_alone("a", t0);
+        q.retry_alone("b", t0);
+        q.flush(t0 + Duration::from_secs(1));
+        // a and b (the oldest) alone, then c and d together.
+        assert_eq!(names(q.pop(10)), vec!["a"]);
+        assert_eq!(names(q.pop(10)), vec!["b"]);
+        assert_eq!(names(q.pop(10)), vec!["c", "d"]);
     }
 
     #[test]
