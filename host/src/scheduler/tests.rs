@@ -209,9 +209,16 @@ async fn events(c: &LocalClient, pod: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn wait_event(c: &LocalClient, pod: &str, reason: &str) -> String {
+/// The first `reason` event of `pod` whose message contains `contains`. (Nodes and pods
+/// come through separate informers: a pod may be decided before a node created just before
+/// it is seen, as in Kubernetes, so tests wait for the message they expect.)
+async fn wait_event(c: &LocalClient, pod: &str, reason: &str, contains: &str) -> String {
     for _ in 0..200 {
-        if let Some((_, m)) = events(c, pod).await.into_iter().find(|(r, _)| r == reason) {
+        if let Some((_, m)) = events(c, pod)
+            .await
+            .into_iter()
+            .find(|(r, m)| r == reason && m.contains(contains))
+        {
             return m;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -238,7 +245,7 @@ async fn pods_are_bound_first_fit_and_assumed_pods_count_within_a_batch() {
     }
     assert_eq!(on.get("a"), Some(&3));
     assert_eq!(on.get("b"), Some(&3));
-    let m = wait_event(&e.client, "p0", "Scheduled").await;
+    let m = wait_event(&e.client, "p0", "Scheduled", "").await;
     assert!(m.starts_with("Successfully assigned default/p0 to "), "{m}");
     let metrics = e.scheduler.metrics(DEFAULT_SCHEDULER).expect("metrics");
     assert_eq!(metrics["scheduled"], json!(6));
@@ -252,7 +259,7 @@ async fn an_unschedulable_pod_is_explained_and_placed_when_a_node_fits() {
     e.scheduler
         .run_profile(DEFAULT_SCHEDULER, Arc::new(FirstFit::default()));
     pod(&e.client, "big", "2", None).await;
-    let m = wait_event(&e.client, "big", "FailedScheduling").await;
+    let m = wait_event(&e.client, "big", "FailedScheduling", "0/1").await;
     assert_eq!(m, "0/1 nodes are available: 1 Insufficient cpu.");
     // The condition says so too.
     let mut cond = Value::Null;
@@ -289,7 +296,7 @@ async fn a_pod_naming_no_running_scheduler_waits_for_one() {
     e.scheduler
         .run_profile(DEFAULT_SCHEDULER, Arc::new(FirstFit::default()));
     pod(&e.client, "odd", "100m", Some("bin-packing")).await;
-    let m = wait_event(&e.client, "odd", "FailedScheduling").await;
+    let m = wait_event(&e.client, "odd", "FailedScheduling", "").await;
     assert!(m.contains("no scheduler named \"bin-packing\""), "{m}");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(node_of(&e.client, "odd").await, None);
@@ -299,7 +306,7 @@ async fn a_pod_naming_no_running_scheduler_waits_for_one() {
     // Stopping a profile leaves its later pods pending.
     e.scheduler.stop_profile("bin-packing");
     pod(&e.client, "odd2", "100m", Some("bin-packing")).await;
-    wait_event(&e.client, "odd2", "FailedScheduling").await;
+    wait_event(&e.client, "odd2", "FailedScheduling", "").await;
     assert_eq!(node_of(&e.client, "odd2").await, None);
     e.engine.shutdown().await;
 }
