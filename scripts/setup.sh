@@ -36,6 +36,18 @@ if [[ ! -x /usr/bin/docker-registry ]]; then
   apt-get install -y -qq docker-registry
 fi
 
+# The container runtime (issue 6): runc runs the OCI bundles (Debian's crun refuses hybrid
+# cgroup hosts; runc works on v1, hybrid and v2); busybox-static is what the tests build
+# their container image from.
+need_rt=()
+command -v runc >/dev/null || need_rt+=(runc)
+dpkg -s busybox-static >/dev/null 2>&1 || need_rt+=(busybox-static)
+if ((${#need_rt[@]})); then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_rt[@]}"
+fi
+
 if command -v rustup >/dev/null; then
   # rust-toolchain.toml lists the target, but rustup does not add a listed target to a
   # toolchain that is already installed.

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod engine;
 pub mod node;
 pub mod plugin;
+pub mod runtime;
 pub mod scheduler;
 pub mod serve;
 pub mod store;

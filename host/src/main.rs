@@ -41,6 +41,9 @@ enum Cmd {
         /// Run no scheduler (pods stay unassigned unless something else binds them).
         #[arg(long)]
         disable_scheduler: bool,
+        /// Make this machine a Node: run its pods' containers (native runtime, runc).
+        #[arg(long)]
+        node_agent: bool,
     },
     /// Benchmarks that print their figures.
     Bench {
@@ -51,6 +54,29 @@ enum Cmd {
     Plugin {
         #[command(subcommand)]
         cmd: tugboat::cli::plugin::PluginCmd,
+    },
+    /// The node's container images: import, list, remove.
+    Image {
+        #[command(subcommand)]
+        cmd: tugboat::runtime::image::cli::ImageCmd,
+    },
+    /// The node: `tug node reset` removes every pod of a node agent's data dir.
+    Node {
+        #[command(subcommand)]
+        cmd: NodeCmd,
+    },
+    /// The per-container supervisor (started by the runtime).
+    #[command(hide = true)]
+    Shim(tugboat::runtime::container::shim::ShimArgs),
+}
+
+#[derive(Subcommand)]
+enum NodeCmd {
+    /// Stop and remove every pod the node agent of DATA_DIR runs: containers, sandboxes,
+    /// mounts, cgroups (run it with the server stopped).
+    Reset {
+        #[arg(long, default_value = "/var/lib/tugboat")]
+        data_dir: PathBuf,
     },
 }
 
@@ -65,6 +91,10 @@ fn init_tracing() {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    // The shim forks and execs: it runs before any thread or async runtime exists.
+    if let Cmd::Shim(args) = cli.cmd {
+        return tugboat::runtime::container::shim::main(args);
+    }
     init_tracing();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -78,6 +108,7 @@ fn main() -> Result<()> {
                 simulated_nodes,
                 disable_controllers,
                 disable_scheduler,
+                node_agent,
             } => {
                 let running = tugboat::serve::start(tugboat::serve::ServerOptions {
                     data_dir,
@@ -86,6 +117,7 @@ fn main() -> Result<()> {
                     simulated_nodes,
                     controllers: !disable_controllers,
                     scheduler: !disable_scheduler,
+                    node_agent,
                 })
                 .await?;
                 println!(
@@ -101,6 +133,16 @@ fn main() -> Result<()> {
             }
             Cmd::Bench { which } => tugboat::bench::run(which).await,
             Cmd::Plugin { cmd } => tugboat::cli::plugin::run(cmd).await,
+            Cmd::Image { cmd } => tugboat::runtime::image::cli::run(cmd).await,
+            Cmd::Node {
+                cmd: NodeCmd::Reset { data_dir },
+            } => {
+                let n = tugboat::node::agent::reset(&data_dir).await?;
+                println!("removed {n} pod(s)");
+                Ok(())
+            }
+            // Handled above, before the async runtime started.
+            Cmd::Shim(_) => Ok(()),
         }
     })
 }

@@ -24,6 +24,9 @@ pub struct ServerOptions {
     pub controllers: bool,
     /// Run the scheduler (`crate::scheduler`) with its scheduler Plugins.
     pub scheduler: bool,
+    /// Run the node agent: this machine becomes a Node whose pods run in real containers
+    /// (`crate::node::agent`, `crate::runtime`).
+    pub node_agent: bool,
 }
 
 impl ServerOptions {
@@ -36,6 +39,7 @@ impl ServerOptions {
             simulated_nodes: 0,
             controllers: true,
             scheduler: true,
+            node_agent: false,
         }
     }
 }
@@ -50,6 +54,8 @@ pub struct Running {
     pub engine: Arc<crate::engine::Engine>,
     /// The scheduler, if it runs.
     pub scheduler: Option<Arc<crate::scheduler::Scheduler>>,
+    /// The node agent, if it runs (its containers keep running when it stops).
+    pub agent: Option<crate::node::agent::NodeAgent>,
     /// The hollow nodes, if any (they stop when dropped).
     pub simulated: Option<crate::node::simulated::SimulatedNodes>,
 }
@@ -139,6 +145,32 @@ pub async fn start(opts: ServerOptions) -> Result<Running> {
     } else {
         None
     };
+    let agent = if opts.node_agent {
+        let images = crate::runtime::image::ImageStore::open(
+            &opts.data_dir.join("images"),
+            crate::runtime::image::RegistriesConfig::load(&opts.data_dir.join("registries.yaml"))
+                .context("reading registries.yaml")?,
+        )
+        .context("opening the image store")?;
+        let runtime = crate::runtime::container::Runtime::new(
+            crate::node::agent::runtime_config(&opts.data_dir)
+                .context("configuring the container runtime")?,
+        )
+        .context("starting the container runtime")?;
+        let client = Arc::new(crate::api::client::LocalClient::new(api.clone(), "kubelet"));
+        Some(
+            crate::node::agent::NodeAgent::start(
+                client,
+                images,
+                runtime,
+                crate::node::agent::AgentConfig::new(opts.data_dir.clone()),
+            )
+            .await
+            .context("starting the node agent")?,
+        )
+    } else {
+        None
+    };
     Ok(Running {
         api,
         addr,
@@ -146,6 +178,7 @@ pub async fn start(opts: ServerOptions) -> Result<Running> {
         serve,
         engine,
         scheduler,
+        agent,
         simulated,
     })
 }

@@ -22,6 +22,7 @@ use super::{Api, patch, table, validation};
 use crate::store::{StoreError, WriteOp};
 
 /// A resolved request target.
+#[derive(Clone)]
 pub struct Target {
     pub rt: Arc<ResourceType>,
     pub namespace: Option<String>,
@@ -39,7 +40,7 @@ impl Target {
         }
     }
 
-    fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         self.name.as_deref().unwrap_or("")
     }
 
@@ -204,12 +205,7 @@ impl Api {
                 self.render_one(&t, obj, accept, &query)?
             }
             (Method::GET, true, Some("scale")) => Reply::ok(self.get_scale(&t).await?),
-            (Method::GET, true, Some("log")) => {
-                return Err(ApiError::bad_request(format!(
-                    "logs of pod {:?} are not available: no node agent runs its containers yet",
-                    t.name()
-                )));
-            }
+            (Method::GET, true, Some("log")) => return self.pod_log(&t, &query).await,
             (Method::POST, false, None) => {
                 let body = request::read_body(body).await?;
                 let obj = request::decode_object(&ct, &body)?;

@@ -12,6 +12,7 @@ pub mod discovery;
 pub mod handlers;
 pub mod kinds;
 pub mod lifecycle;
+pub mod logs;
 pub mod object;
 pub mod openapi;
 pub mod patch;

@@ -135,6 +135,20 @@ pub struct Query {
     pub orphan_dependents: Option<String>,
     pub include_object: Option<String>,
     pub container: Option<String>,
+    /// `pods/log`: stream new lines as they are written.
+    pub follow: Option<String>,
+    /// `pods/log`: the last N lines only.
+    pub tail_lines: Option<String>,
+    /// `pods/log`: lines of the last N seconds only.
+    pub since_seconds: Option<String>,
+    /// `pods/log`: lines since this RFC 3339 time only.
+    pub since_time: Option<String>,
+    /// `pods/log`: prefix each line with its RFC 3339 timestamp.
+    pub timestamps: Option<String>,
+    /// `pods/log`: the previous (terminated) instance of the container.
+    pub previous: Option<String>,
+    /// `pods/log`: stop after this many bytes.
+    pub limit_bytes: Option<String>,
 }
 
 fn truthy(v: &Option<String>) -> bool {

@@ -5,4 +5,11 @@
 //! kubelet for the pods bound to it (they become Running and Ready at once, Job pods run to
 //! completion, deleted pods are confirmed gone) without running any container.
 
+//!
+//! [`agent`]: the real node agent (`tug server --node-agent`): this machine as a Node, its
+//! pods' containers run by the native runtime (`crate::runtime`); [`pod`] reads a Pod's
+//! containers in Kubernetes' terms.
+
+pub mod agent;
+pub mod pod;
 pub mod simulated;

@@ -1,0 +1,1527 @@
+//! The node agent (the kubelet's part): registers this machine as a Node, renews its Lease,
+//! and converges the pods bound to it through the native runtime (`crate::runtime`):
+//! a sandbox per pod, images pulled, containers started in order (init containers first),
+//! restarted per `restartPolicy` with CrashLoopBackOff, stopped gracefully on deletion, and
+//! the pod's status reported (phase, conditions, container states, restart counts) with
+//! Events (Pulling, Pulled, Created, Started, Killing, BackOff, Failed).
+//!
+//! One worker task per pod (as the kubelet's pod workers): it wakes on every change of the
+//! pod and every second, compares what runs with what is declared, and acts. Everything the
+//! runtime starts survives a restart of `tug` (the containers run under their own
+//! supervisors); on start the agent finds the sandboxes and containers again and adopts
+//! them instead of starting them anew.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::StreamExt;
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use tokio::sync::{Semaphore, watch};
+
+use super::pod;
+use crate::api::client::{
+    ApiClient, ApiResource, DeleteParams, ListParams, Patch, PatchParams, Preconditions,
+    WatchEvent, WatchParams,
+};
+use crate::api::object::now_rfc3339;
+use crate::runtime::container::{
+    ContainerSpec, ContainerState, ContainerStatus, Mount, MountKind, Runtime, Sandbox, SandboxSpec,
+};
+use crate::runtime::image::{Image, ImageError, ImageStore, PullPolicy, PullProgress};
+
+/// Settings of the agent.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    /// The Node's name (default: the host name).
+    pub node_name: String,
+    /// Where pod volumes, container directories and logs live.
+    pub data_dir: PathBuf,
+    /// How often the Lease is renewed and the Node's status posted.
+    pub heartbeat: Duration,
+    /// Pods this node takes.
+    pub max_pods: u32,
+}
+
+impl AgentConfig {
+    pub fn new(data_dir: PathBuf) -> Self {
+        AgentConfig {
+            node_name: hostname(),
+            data_dir,
+            heartbeat: Duration::from_secs(10),
+            max_pods: 110,
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_lowercase())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "tugboat-node".into())
+}
+
+fn pods_res() -> ApiResource {
+    ApiResource::new("v1", "pods")
+}
+
+fn str_at<'a>(v: &'a Value, p: &str) -> &'a str {
+    v.pointer(p).and_then(Value::as_str).unwrap_or("")
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    jiff::Timestamp::try_from(t)
+        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|_| now_rfc3339())
+}
+
+/// CrashLoopBackOff: 10 s doubling to 5 min, reset after 10 min of running.
+#[derive(Clone, Copy, Debug)]
+struct Backoff {
+    until: Instant,
+    delay: Duration,
+}
+
+const BACKOFF_INITIAL: Duration = Duration::from_secs(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// The running agent; dropping it stops its loops (containers keep running).
+pub struct NodeAgent {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for NodeAgent {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+struct Agent {
+    client: Arc<dyn ApiClient>,
+    images: Arc<ImageStore>,
+    runtime: Arc<Runtime>,
+    cfg: AgentConfig,
+    workers: Mutex<HashMap<String, watch::Sender<Option<Arc<Value>>>>>,
+    /// Per `(pod uid, container)`: restart back-off.
+    backoff: Mutex<HashMap<(String, String), Backoff>>,
+    /// Per `(pod uid, container)`: why it is waiting (reason, message).
+    waiting: Mutex<HashMap<(String, String), (String, String)>>,
+    /// Per `(pod uid, container)`: the image it runs (for imageID).
+    images_of: Mutex<HashMap<(String, String), Image>>,
+    /// When each pod was first seen by this agent.
+    started: Mutex<HashMap<String, String>>,
+    events: Arc<Semaphore>,
+    host_ip: String,
+}
+
+impl NodeAgent {
+    /// Registers the Node and starts the agent's loops.
+    pub async fn start(
+        client: Arc<dyn ApiClient>,
+        images: Arc<ImageStore>,
+        runtime: Arc<Runtime>,
+        cfg: AgentConfig,
+    ) -> anyhow::Result<NodeAgent> {
+        let agent = Arc::new(Agent {
+            client,
+            images,
+            runtime,
+            host_ip: host_ip(),
+            cfg,
+            workers: Mutex::new(HashMap::new()),
+            backoff: Mutex::new(HashMap::new()),
+            waiting: Mutex::new(HashMap::new()),
+            images_of: Mutex::new(HashMap::new()),
+            started: Mutex::new(HashMap::new()),
+            events: Arc::new(Semaphore::new(256)),
+        });
+        agent.register().await?;
+        agent.heartbeat().await?;
+        let mut tasks = Vec::new();
+        let a = agent.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(a.cfg.heartbeat);
+            loop {
+                tick.tick().await;
+                if let Err(e) = a.heartbeat().await {
+                    tracing::warn!(error = %e, "node heartbeat");
+                }
+            }
+        }));
+        let a = agent.clone();
+        tasks.push(tokio::spawn(async move { a.pod_loop().await }));
+        tracing::info!(node = %agent.cfg.node_name, "node agent started");
+        Ok(NodeAgent { tasks })
+    }
+}
+
+/// The first non-loopback IPv4 address of the machine (the Node's InternalIP), else
+/// 127.0.0.1.
+fn host_ip() -> String {
+    // Connecting a UDP socket sends nothing; it picks the outgoing address.
+    std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| {
+            s.connect("10.255.255.255:1")?;
+            s.local_addr()
+        })
+        .map(|a| a.ip().to_string())
+        .ok()
+        .filter(|ip| ip != "0.0.0.0")
+        .unwrap_or_else(|| "127.0.0.1".into())
+}
+
+fn machine_capacity(data_dir: &std::path::Path, max_pods: u32) -> Value {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mem_kib: u64 = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0);
+    let disk = nix::sys::statvfs::statvfs(data_dir)
+        .map(|s| s.blocks() * s.fragment_size())
+        .unwrap_or(0);
+    json!({
+        "cpu": cpus.to_string(),
+        "memory": format!("{mem_kib}Ki"),
+        "pods": max_pods.to_string(),
+        "ephemeral-storage": disk.to_string(),
+    })
+}
+
+fn os_image() -> String {
+    std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+                .map(|v| v.trim_matches('"').to_string())
+        })
+        .unwrap_or_else(|| "Linux".into())
+}
+
+impl Agent {
+    async fn register(&self) -> anyhow::Result<()> {
+        let name = &self.cfg.node_name;
+        let node = json!({"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
+            }},
+            "spec": {}});
+        match self
+            .client
+            .create(&ApiResource::new("v1", "nodes"), None, node)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_already_exists() => Ok(()),
+            Err(e) => Err(anyhow::anyhow!("registering node {name}: {e}")),
+        }
+    }
+
+    async fn heartbeat(&self) -> anyhow::Result<()> {
+        let name = &self.cfg.node_name;
+        let now = now_rfc3339();
+        let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": name, "namespace": "kube-node-lease"},
+            "spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": now}});
+        let leases = ApiResource::new("coordination.k8s.io/v1", "leases");
+        match self
+            .client
+            .patch(
+                &leases,
+                Some("kube-node-lease"),
+                name,
+                &Patch::Merge(json!({"spec": {"holderIdentity": name, "renewTime": now}})),
+                &PatchParams::default(),
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => {
+                match self
+                    .client
+                    .create(&leases, Some("kube-node-lease"), lease)
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(e) if e.is_already_exists() => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let capacity = machine_capacity(&self.cfg.data_dir, self.cfg.max_pods);
+        let uts = nix::sys::utsname::uname().ok();
+        let kernel = uts
+            .as_ref()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let cond = |t: &str, status: &str, reason: &str, message: &str| {
+            json!({"type": t, "status": status, "reason": reason, "message": message,
+                   "lastHeartbeatTime": now, "lastTransitionTime": now})
+        };
+        let mut status = json!({"status": {
+            "capacity": capacity, "allocatable": capacity,
+            "conditions": [
+                cond("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+                cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+                cond("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+                cond("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+            ],
+            "addresses": [{"type": "InternalIP", "address": self.host_ip}, {"type": "Hostname", "address": name}],
+            "nodeInfo": {
+                "kubeletVersion": crate::api::KUBE_VERSION, "kubeProxyVersion": crate::api::KUBE_VERSION,
+                "operatingSystem": "linux", "architecture": std::env::consts::ARCH.replace("x86_64", "amd64"),
+                "containerRuntimeVersion": format!("tugboat://{}", env!("CARGO_PKG_VERSION")),
+                "osImage": os_image(), "kernelVersion": kernel,
+                "machineID": std::fs::read_to_string("/etc/machine-id").unwrap_or_default().trim(),
+                "systemUUID": "", "bootID": std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default().trim(),
+            },
+        }});
+        // Keep transition times of conditions that did not change.
+        if let Ok(Some(cur)) = self
+            .client
+            .get(&ApiResource::new("v1", "nodes"), None, name)
+            .await
+            && let Some(conds) = cur.pointer("/status/conditions").and_then(Value::as_array)
+            && let Some(new) = status
+                .pointer_mut("/status/conditions")
+                .and_then(Value::as_array_mut)
+        {
+            for n in new.iter_mut() {
+                if let Some(old) = conds.iter().find(|c| c["type"] == n["type"])
+                    && old["status"] == n["status"]
+                {
+                    n["lastTransitionTime"] = old["lastTransitionTime"].clone();
+                }
+            }
+        }
+        let _ = &mut status;
+        self.client
+            .patch(
+                &ApiResource::new("v1", "nodes"),
+                None,
+                name,
+                &Patch::Merge(status),
+                &PatchParams {
+                    subresource: Some("status".into()),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Lists and watches the pods bound to this node and hands each to its worker.
+    async fn pod_loop(self: Arc<Self>) {
+        let selector = format!("spec.nodeName={}", self.cfg.node_name);
+        let mut first = true;
+        loop {
+            let params = ListParams {
+                field_selector: Some(selector.clone()),
+                ..Default::default()
+            };
+            let list = match self.client.list(&pods_res(), None, &params).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(error = %e, "node agent: listing pods");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            let live: std::collections::HashSet<String> = list
+                .items
+                .iter()
+                .map(|p| str_at(p, "/metadata/uid").to_string())
+                .collect();
+            for p in list.items {
+                self.dispatch(Arc::new(p));
+            }
+            if first {
+                first = false;
+                self.clean_orphans(&live).await;
+            }
+            let wp = WatchParams {
+                resource_version: list.resource_version,
+                field_selector: Some(selector.clone()),
+                ..Default::default()
+            };
+            let Ok(mut stream) = self.client.watch(&pods_res(), None, &wp).await else {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            };
+            while let Some(ev) = stream.next().await {
+                match ev {
+                    Ok(WatchEvent::Added(p)) | Ok(WatchEvent::Modified(p)) => {
+                        self.dispatch(Arc::new(p))
+                    }
+                    Ok(WatchEvent::Deleted(p)) => {
+                        let uid = str_at(&p, "/metadata/uid").to_string();
+                        if let Some(tx) = self.workers.lock().get(&uid) {
+                            tx.send_replace(None);
+                        }
+                    }
+                    Ok(WatchEvent::Bookmark { .. }) => {}
+                    Err(_) => break,
+                }
+            }
+        }
+    }
+
+    /// Sandboxes of pods that no longer exist (deleted while the agent was down) go.
+    async fn clean_orphans(&self, live: &std::collections::HashSet<String>) {
+        let dir = self.cfg.data_dir.join("pods");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let uid = e.file_name().to_string_lossy().into_owned();
+            if !live.contains(&uid) {
+                tracing::info!(pod_uid = %uid, "removing the sandbox of a pod that is gone");
+                self.teardown(&uid).await;
+            }
+        }
+    }
+
+    fn dispatch(self: &Arc<Self>, pod: Arc<Value>) {
+        let uid = str_at(&pod, "/metadata/uid").to_string();
+        if uid.is_empty() {
+            return;
+        }
+        let mut workers = self.workers.lock();
+        if let Some(tx) = workers.get(&uid) {
+            tx.send_replace(Some(pod));
+            return;
+        }
+        let (tx, rx) = watch::channel(Some(pod));
+        workers.insert(uid.clone(), tx);
+        let me = self.clone();
+        tokio::spawn(async move { me.pod_worker(uid, rx).await });
+    }
+
+    async fn pod_worker(self: Arc<Self>, uid: String, mut rx: watch::Receiver<Option<Arc<Value>>>) {
+        loop {
+            let pod = rx.borrow_and_update().clone();
+            let done = match pod {
+                None => {
+                    self.teardown(&uid).await;
+                    true
+                }
+                Some(p) => self.sync_pod(&p).await,
+            };
+            if done {
+                self.workers.lock().remove(&uid);
+                self.forget(&uid);
+                return;
+            }
+            tokio::select! {
+                r = rx.changed() => if r.is_err() { return },
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    fn forget(&self, uid: &str) {
+        self.backoff.lock().retain(|(u, _), _| u != uid);
+        self.waiting.lock().retain(|(u, _), _| u != uid);
+        self.images_of.lock().retain(|(u, _), _| u != uid);
+        self.started.lock().remove(uid);
+    }
+
+    fn pod_dir(&self, uid: &str) -> PathBuf {
+        self.cfg.data_dir.join("pods").join(uid)
+    }
+
+    /// Stops everything of a pod and removes what the agent made for it.
+    async fn teardown(&self, uid: &str) {
+        teardown(&self.runtime, &self.images, &self.cfg.data_dir, uid).await;
+    }
+
+    /// Converges one pod; `true` when the pod is finished with (deleted and confirmed).
+    async fn sync_pod(&self, pod: &Value) -> bool {
+        let uid = str_at(pod, "/metadata/uid").to_string();
+        let ns = str_at(pod, "/metadata/namespace").to_string();
+        let name = str_at(pod, "/metadata/name").to_string();
+        if pod
+            .pointer("/metadata/deletionTimestamp")
+            .is_some_and(|v| !v.is_null())
+        {
+            let grace = pod
+                .pointer("/metadata/deletionGracePeriodSeconds")
+                .and_then(Value::as_u64)
+                .unwrap_or(30);
+            for c in self.runtime.list(&uid) {
+                if c.state == ContainerState::Running {
+                    self.event(
+                        pod,
+                        "Normal",
+                        "Killing",
+                        &format!("Stopping container {}", c.name),
+                    );
+                    if let Err(e) = self
+                        .runtime
+                        .stop_container(&c.id, Duration::from_secs(grace))
+                        .await
+                    {
+                        tracing::warn!(container = %c.id, error = %e, "stopping a container");
+                    }
+                }
+            }
+            self.teardown(&uid).await;
+            let params = DeleteParams {
+                grace_period_seconds: Some(0),
+                preconditions: Some(Preconditions {
+                    uid: Some(uid.clone()),
+                    resource_version: None,
+                }),
+                ..Default::default()
+            };
+            match self
+                .client
+                .delete(&pods_res(), Some(&ns), &name, &params)
+                .await
+            {
+                Ok(_) => return true,
+                Err(e) if e.is_not_found() || e.is_conflict() => return true,
+                Err(e) => {
+                    tracing::warn!(pod = %name, error = %e, "confirming a pod's deletion");
+                    return false;
+                }
+            }
+        }
+        let phase = str_at(pod, "/status/phase");
+        if phase == "Succeeded" || phase == "Failed" {
+            // Finished: its containers are gone; keep the record.
+            return false;
+        }
+        self.started
+            .lock()
+            .entry(uid.clone())
+            .or_insert_with(now_rfc3339);
+        let sandbox = match self.runtime.sandbox(&uid) {
+            Some(s) => s,
+            None => {
+                let hostname = match str_at(pod, "/spec/hostname") {
+                    "" => name.clone(),
+                    h => h.to_string(),
+                };
+                match self.runtime.create_sandbox(&SandboxSpec {
+                    pod_uid: uid.clone(),
+                    namespace: ns.clone(),
+                    name: name.clone(),
+                    hostname,
+                }) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        self.event(
+                            pod,
+                            "Warning",
+                            "FailedCreatePodSandBox",
+                            &format!("Failed to create pod sandbox: {e:#}"),
+                        );
+                        return false;
+                    }
+                }
+            }
+        };
+        let statuses = self.runtime.list(&uid);
+        let latest = |cname: &str| -> Option<ContainerStatus> {
+            statuses
+                .iter()
+                .filter(|s| s.name == cname)
+                .max_by_key(|s| s.restart_count)
+                .cloned()
+        };
+        // Init containers, in order, each to completion.
+        let inits = pod
+            .pointer("/spec/initContainers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let mut initialized = true;
+        for c in &inits {
+            let cname = str_at(c, "/name");
+            match latest(cname) {
+                None => {
+                    self.start(pod, &sandbox, c, 0).await;
+                    initialized = false;
+                    break;
+                }
+                Some(s) if s.state != ContainerState::Exited => {
+                    initialized = false;
+                    break;
+                }
+                Some(s) if s.exit_code == Some(0) => continue,
+                Some(s) => {
+                    initialized = false;
+                    if pod::should_restart(pod, s.exit_code.unwrap_or(1)) {
+                        self.restart(pod, &sandbox, c, &s).await;
+                    }
+                    break;
+                }
+            }
+        }
+        if initialized {
+            let containers = pod
+                .pointer("/spec/containers")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            for c in &containers {
+                let cname = str_at(c, "/name");
+                match latest(cname) {
+                    None => self.start(pod, &sandbox, c, 0).await,
+                    Some(s) if s.state == ContainerState::Exited => {
+                        if pod::should_restart(pod, s.exit_code.unwrap_or(1)) {
+                            self.restart(pod, &sandbox, c, &s).await;
+                        }
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        self.report(pod, initialized).await;
+        false
+    }
+
+    async fn restart(&self, pod: &Value, sandbox: &Sandbox, c: &Value, last: &ContainerStatus) {
+        let uid = str_at(pod, "/metadata/uid").to_string();
+        let cname = str_at(c, "/name").to_string();
+        let key = (uid, cname.clone());
+        let now = Instant::now();
+        // Ran long enough: the back-off starts over.
+        let ran = match (last.started_at, last.finished_at) {
+            (Some(s), Some(f)) => f.duration_since(s).unwrap_or_default(),
+            _ => Duration::ZERO,
+        };
+        // `Some(left)`: still backing off.
+        let wait: Option<Duration> = {
+            let mut backoff = self.backoff.lock();
+            let b = backoff.entry(key.clone()).or_insert(Backoff {
+                until: now,
+                delay: Duration::ZERO,
+            });
+            if ran > Duration::from_secs(600) {
+                b.delay = Duration::ZERO;
+            }
+            if b.delay.is_zero() {
+                // The first restart is immediate; the next waits 10 s.
+                b.delay = BACKOFF_INITIAL;
+                b.until = now;
+            }
+            if now < b.until {
+                Some(b.until - now)
+            } else {
+                b.until = now + b.delay;
+                b.delay = (b.delay * 2).min(BACKOFF_MAX);
+                None
+            }
+        };
+        if let Some(left) = wait {
+            if !self.waiting.lock().contains_key(&key) {
+                self.event(
+                    pod,
+                    "Warning",
+                    "BackOff",
+                    &format!(
+                        "Back-off restarting failed container {cname} in pod {}",
+                        str_at(pod, "/metadata/name")
+                    ),
+                );
+            }
+            self.waiting.lock().insert(
+                key,
+                (
+                    "CrashLoopBackOff".into(),
+                    format!(
+                        "back-off {}s restarting failed container={cname} pod={}_{}({})",
+                        b_secs(left),
+                        str_at(pod, "/metadata/name"),
+                        str_at(pod, "/metadata/namespace"),
+                        str_at(pod, "/metadata/uid"),
+                    ),
+                ),
+            );
+            return;
+        }
+        if let Err(e) = self.runtime.remove_container(&last.id) {
+            tracing::debug!(container = %last.id, error = %e, "removing the exited instance");
+        }
+        let dir = self
+            .pod_dir(&key.0)
+            .join("containers")
+            .join(format!("{cname}-{}", last.restart_count));
+        let _ = self.images.unmount_rootfs(&dir);
+        self.start(pod, sandbox, c, last.restart_count + 1).await;
+    }
+
+    /// Pulls the image and starts one instance of a container.
+    async fn start(&self, pod: &Value, sandbox: &Sandbox, c: &Value, restart_count: u32) {
+        let uid = str_at(pod, "/metadata/uid").to_string();
+        let cname = str_at(c, "/name").to_string();
+        let key = (uid.clone(), cname.clone());
+        let image_ref = str_at(c, "/image").to_string();
+        let policy = match pod::pull_policy(c) {
+            "Always" => PullPolicy::Always,
+            "Never" => PullPolicy::Never,
+            _ => PullPolicy::IfNotPresent,
+        };
+        let pulling = Arc::new(Mutex::new(false));
+        let progress = {
+            let pulling = pulling.clone();
+            move |p: PullProgress| {
+                if let PullProgress::Pulling { .. } = p {
+                    *pulling.lock() = true;
+                }
+            }
+        };
+        if policy != PullPolicy::Never && self.images.get(&image_ref).is_none() {
+            self.event(
+                pod,
+                "Normal",
+                "Pulling",
+                &format!("Pulling image \"{image_ref}\""),
+            );
+        }
+        let started_pull = Instant::now();
+        let image = match self.images.ensure(&image_ref, policy, &[], &progress).await {
+            Ok(i) => i,
+            Err(e) => {
+                let (reason, message) = match &e {
+                    ImageError::NeverPull(_) => ("ErrImageNeverPull", e.to_string()),
+                    _ => ("ErrImagePull", e.to_string()),
+                };
+                let already = self
+                    .waiting
+                    .lock()
+                    .get(&key)
+                    .is_some_and(|(r, _)| r == "ErrImagePull" || r == "ImagePullBackOff");
+                let reason = if already { "ImagePullBackOff" } else { reason };
+                self.event(
+                    pod,
+                    "Warning",
+                    "Failed",
+                    &format!("Failed to pull image \"{image_ref}\": {message}"),
+                );
+                self.waiting.lock().insert(
+                    key,
+                    (
+                        reason.to_string(),
+                        format!("Back-off pulling image \"{image_ref}\": {message}"),
+                    ),
+                );
+                return;
+            }
+        };
+        if *pulling.lock() {
+            self.event(
+                pod,
+                "Normal",
+                "Pulled",
+                &format!(
+                    "Successfully pulled image \"{image_ref}\" in {:.3}s. Image size: {} bytes.",
+                    started_pull.elapsed().as_secs_f64(),
+                    image.size
+                ),
+            );
+        } else {
+            self.event(
+                pod,
+                "Normal",
+                "Pulled",
+                &format!("Container image \"{image_ref}\" already present on machine"),
+            );
+        }
+        self.images_of.lock().insert(key.clone(), image.clone());
+        let dir = self
+            .pod_dir(&uid)
+            .join("containers")
+            .join(format!("{cname}-{restart_count}"));
+        let rootfs = match self.images.mount_rootfs(&image, &dir) {
+            Ok(r) => r,
+            Err(e) => {
+                self.fail_start(pod, &key, "CreateContainerError", &format!("{e:#}"));
+                return;
+            }
+        };
+        let spec = match self
+            .container_spec(pod, c, &image, rootfs, restart_count)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = self.images.unmount_rootfs(&dir);
+                self.fail_start(pod, &key, "CreateContainerConfigError", &format!("{e:#}"));
+                return;
+            }
+        };
+        self.event(
+            pod,
+            "Normal",
+            "Created",
+            &format!("Created container {cname}"),
+        );
+        match self.runtime.start_container(sandbox, &spec) {
+            Ok(()) => {
+                self.waiting.lock().remove(&key);
+                self.event(
+                    pod,
+                    "Normal",
+                    "Started",
+                    &format!("Started container {cname}"),
+                );
+            }
+            Err(e) => {
+                let _ = self.runtime.remove_container(&spec.id);
+                let _ = self.images.unmount_rootfs(&dir);
+                self.fail_start(pod, &key, "RunContainerError", &format!("{e:#}"));
+            }
+        }
+    }
+
+    fn fail_start(&self, pod: &Value, key: &(String, String), reason: &str, message: &str) {
+        self.event(pod, "Warning", "Failed", &format!("Error: {message}"));
+        self.waiting
+            .lock()
+            .insert(key.clone(), (reason.to_string(), message.to_string()));
+    }
+
+    async fn container_spec(
+        &self,
+        pod: &Value,
+        c: &Value,
+        image: &Image,
+        rootfs: PathBuf,
+        restart_count: u32,
+    ) -> anyhow::Result<ContainerSpec> {
+        let uid = str_at(pod, "/metadata/uid");
+        let ns = str_at(pod, "/metadata/namespace");
+        let pname = str_at(pod, "/metadata/name");
+        let cname = str_at(c, "/name");
+        // Environment: the image's, then the container's (later wins), with $(VAR) references.
+        let mut env: Vec<(String, String)> = image
+            .config
+            .env
+            .iter()
+            .filter_map(|e| {
+                e.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+            })
+            .collect();
+        env.push(("HOSTNAME".into(), pname.to_string()));
+        for from in c
+            .get("envFrom")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+        {
+            let prefix = str_at(&from, "/prefix").to_string();
+            let (res, name, data_is_b64) = if let Some(cm) = from.get("configMapRef") {
+                ("configmaps", str_at(cm, "/name").to_string(), false)
+            } else if let Some(s) = from.get("secretRef") {
+                ("secrets", str_at(s, "/name").to_string(), true)
+            } else {
+                continue;
+            };
+            if let Some(obj) = self
+                .client
+                .get(&ApiResource::new("v1", res), Some(ns), &name)
+                .await?
+                && let Some(data) = obj.get("data").and_then(Value::as_object)
+            {
+                for (k, v) in data {
+                    let v = v.as_str().unwrap_or("");
+                    let v = if data_is_b64 {
+                        decode_b64(v)
+                    } else {
+                        v.to_string()
+                    };
+                    env.push((format!("{prefix}{k}"), v));
+                }
+            }
+        }
+        for e in c
+            .get("env")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+        {
+            let k = str_at(&e, "/name").to_string();
+            let v = if let Some(v) = e.get("value").and_then(Value::as_str) {
+                pod::expand(v, &env)
+            } else if let Some(f) = e
+                .pointer("/valueFrom/fieldRef/fieldPath")
+                .and_then(Value::as_str)
+            {
+                match f {
+                    "metadata.name" => pname.to_string(),
+                    "metadata.namespace" => ns.to_string(),
+                    "metadata.uid" => uid.to_string(),
+                    "spec.nodeName" => self.cfg.node_name.clone(),
+                    "spec.serviceAccountName" => {
+                        str_at(pod, "/spec/serviceAccountName").to_string()
+                    }
+                    "status.hostIP" => self.host_ip.clone(),
+                    "status.podIP" => str_at(pod, "/status/podIP").to_string(),
+                    other => {
+                        let key = other
+                            .strip_prefix("metadata.labels['")
+                            .or_else(|| other.strip_prefix("metadata.annotations['"))
+                            .and_then(|s| s.strip_suffix("']"));
+                        let field = if other.starts_with("metadata.labels") {
+                            "labels"
+                        } else {
+                            "annotations"
+                        };
+                        key.and_then(|k| {
+                            pod.pointer(&format!(
+                                "/metadata/{field}/{}",
+                                k.replace('~', "~0").replace('/', "~1")
+                            ))
+                        })
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string()
+                    }
+                }
+            } else if let Some(r) = e.pointer("/valueFrom/configMapKeyRef") {
+                let obj = self
+                    .client
+                    .get(
+                        &ApiResource::new("v1", "configmaps"),
+                        Some(ns),
+                        str_at(r, "/name"),
+                    )
+                    .await?;
+                obj.as_ref()
+                    .and_then(|o| o.pointer(&format!("/data/{}", str_at(r, "/key"))))
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "configmap {:?} has no key {:?}",
+                            str_at(r, "/name"),
+                            str_at(r, "/key")
+                        )
+                    })?
+            } else if let Some(r) = e.pointer("/valueFrom/secretKeyRef") {
+                let obj = self
+                    .client
+                    .get(
+                        &ApiResource::new("v1", "secrets"),
+                        Some(ns),
+                        str_at(r, "/name"),
+                    )
+                    .await?;
+                obj.as_ref()
+                    .and_then(|o| o.pointer(&format!("/data/{}", str_at(r, "/key"))))
+                    .and_then(Value::as_str)
+                    .map(decode_b64)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "secret {:?} has no key {:?}",
+                            str_at(r, "/name"),
+                            str_at(r, "/key")
+                        )
+                    })?
+            } else {
+                String::new()
+            };
+            env.push((k, v));
+        }
+        // Later entries win.
+        let mut seen = std::collections::HashSet::new();
+        let mut env_final: Vec<String> = Vec::new();
+        for (k, v) in env.iter().rev() {
+            if seen.insert(k.clone()) {
+                env_final.push(format!("{k}={v}"));
+            }
+        }
+        env_final.reverse();
+        let args: Vec<String> = pod::argv(c, &image.config)
+            .iter()
+            .map(|a| pod::expand(a, &env))
+            .collect();
+        if args.is_empty() {
+            anyhow::bail!(
+                "no command: the container sets none and the image has no entrypoint or cmd"
+            );
+        }
+        let (uid_n, gid_n) = pod::user(c, pod, &image.config);
+        let (cpu_shares, cpu_quota, cpu_period, memory_limit) = pod::cgroup_resources(c);
+        let mounts = self.volume_mounts(pod, c).await?;
+        let sc = c.get("securityContext").cloned().unwrap_or(Value::Null);
+        let caps = |field: &str| -> Vec<String> {
+            sc.pointer(&format!("/capabilities/{field}"))
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let log_path = self
+            .cfg
+            .data_dir
+            .join("logs")
+            .join(format!("{ns}_{pname}_{uid}"))
+            .join(cname)
+            .join(format!("{restart_count}.log"));
+        Ok(ContainerSpec {
+            id: format!("{uid}-{cname}-{restart_count}"),
+            pod_uid: uid.to_string(),
+            name: cname.to_string(),
+            restart_count,
+            rootfs,
+            args,
+            env: env_final,
+            cwd: match str_at(c, "/workingDir") {
+                "" if image.config.working_dir.is_empty() => "/".into(),
+                "" => image.config.working_dir.clone(),
+                w => w.to_string(),
+            },
+            uid: uid_n,
+            gid: gid_n,
+            additional_gids: pod::supplemental_groups(pod),
+            mounts,
+            cpu_shares,
+            cpu_quota,
+            cpu_period,
+            memory_limit,
+            pids_limit: Some(32768),
+            privileged: sc
+                .get("privileged")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            cap_add: caps("add"),
+            cap_drop: caps("drop"),
+            read_only_rootfs: sc
+                .get("readOnlyRootFilesystem")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            allow_privilege_escalation: sc
+                .get("allowPrivilegeEscalation")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            share_pid_with: None,
+            tty: c.get("tty").and_then(Value::as_bool).unwrap_or(false),
+            stdin: c.get("stdin").and_then(Value::as_bool).unwrap_or(false),
+            log_path,
+            hostname: sandbox_hostname(pod),
+        })
+    }
+
+    /// The container's volume mounts: emptyDir (a directory of the pod, or tmpfs for
+    /// `medium: Memory`), hostPath, configMap and secret (files written into the pod's
+    /// directory).
+    async fn volume_mounts(&self, pod: &Value, c: &Value) -> anyhow::Result<Vec<Mount>> {
+        let uid = str_at(pod, "/metadata/uid");
+        let ns = str_at(pod, "/metadata/namespace");
+        let volumes = pod
+            .pointer("/spec/volumes")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for vm in c
+            .get("volumeMounts")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+        {
+            let vname = str_at(&vm, "/name");
+            let Some(v) = volumes.iter().find(|v| str_at(v, "/name") == vname) else {
+                anyhow::bail!("volumeMount {vname:?} names no volume of the pod");
+            };
+            let read_only = vm.get("readOnly").and_then(Value::as_bool).unwrap_or(false);
+            let destination = str_at(&vm, "/mountPath").to_string();
+            let vdir = self.pod_dir(uid).join("volumes").join(vname);
+            let (source, kind) = if let Some(ed) = v.get("emptyDir") {
+                if str_at(ed, "/medium") == "Memory" {
+                    (vdir, MountKind::Tmpfs { size: None })
+                } else {
+                    std::fs::create_dir_all(&vdir)?;
+                    (vdir, MountKind::Bind)
+                }
+            } else if let Some(hp) = v.get("hostPath") {
+                let p = PathBuf::from(str_at(hp, "/path"));
+                match str_at(hp, "/type") {
+                    "DirectoryOrCreate" => std::fs::create_dir_all(&p)?,
+                    "Directory" if !p.is_dir() => {
+                        anyhow::bail!("hostPath {} is not a directory", p.display())
+                    }
+                    _ => {}
+                }
+                (p, MountKind::Bind)
+            } else if let Some(src) = v.get("configMap").or_else(|| v.get("secret")) {
+                let secret = v.get("secret").is_some();
+                let name = if secret {
+                    str_at(src, "/secretName")
+                } else {
+                    str_at(src, "/name")
+                };
+                let res = if secret { "secrets" } else { "configmaps" };
+                let obj = self
+                    .client
+                    .get(&ApiResource::new("v1", res), Some(ns), name)
+                    .await?;
+                let optional = src
+                    .get("optional")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                let Some(obj) = obj else {
+                    if optional {
+                        std::fs::create_dir_all(&vdir)?;
+                        out.push(Mount {
+                            destination,
+                            source: vdir,
+                            read_only: true,
+                            kind: MountKind::Bind,
+                        });
+                        continue;
+                    }
+                    anyhow::bail!("{} {name:?} not found", res.trim_end_matches('s'));
+                };
+                write_projected(&vdir, &obj, src, secret)?;
+                (vdir, MountKind::Bind)
+            } else {
+                anyhow::bail!(
+                    "volume {vname:?}: only emptyDir, hostPath, configMap and secret volumes are supported"
+                );
+            };
+            out.push(Mount {
+                destination,
+                source,
+                read_only,
+                kind,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Writes the pod's status where it changed.
+    async fn report(&self, pod: &Value, initialized: bool) {
+        let uid = str_at(pod, "/metadata/uid").to_string();
+        let statuses = self.runtime.list(&uid);
+        let now = now_rfc3339();
+        let spec_containers = pod
+            .pointer("/spec/containers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let spec_inits = pod
+            .pointer("/spec/initContainers")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let old_statuses = |field: &str, name: &str| -> Option<Value> {
+            pod.pointer(&format!("/status/{field}"))
+                .and_then(Value::as_array)
+                .and_then(|a| a.iter().find(|s| s["name"] == name).cloned())
+        };
+        let status_of = |c: &Value, field: &str| -> (Value, bool, bool, Option<i32>) {
+            let cname = str_at(c, "/name");
+            let mut instances: Vec<&ContainerStatus> =
+                statuses.iter().filter(|s| s.name == cname).collect();
+            instances.sort_by_key(|s| s.restart_count);
+            let cur = instances.last().copied();
+            let prev = instances.iter().rev().nth(1).copied();
+            let key = (uid.clone(), cname.to_string());
+            let image = self.images_of.lock().get(&key).cloned();
+            let waiting = self.waiting.lock().get(&key).cloned();
+            let term = |s: &ContainerStatus| {
+                let code = s
+                    .exit_code
+                    .unwrap_or(if s.signal.is_some() { 137 } else { 0 });
+                let reason = if s.oom_killed {
+                    "OOMKilled"
+                } else if code == 0 {
+                    "Completed"
+                } else {
+                    "Error"
+                };
+                let mut t = json!({"exitCode": code, "reason": reason,
+                    "containerID": format!("tugboat://{}", s.id)});
+                if let Some(sig) = s.signal {
+                    t["signal"] = json!(sig);
+                }
+                if let Some(st) = s.started_at {
+                    t["startedAt"] = json!(rfc3339(st));
+                }
+                if let Some(f) = s.finished_at {
+                    t["finishedAt"] = json!(rfc3339(f));
+                }
+                json!({"terminated": t})
+            };
+            let (state, running, exit) = match (cur, &waiting) {
+                (Some(s), _) if s.state == ContainerState::Running => (
+                    json!({"running": {"startedAt": s.started_at.map(rfc3339).unwrap_or_else(|| now.clone())}}),
+                    true,
+                    None,
+                ),
+                (_, Some((reason, message))) => (
+                    json!({"waiting": {"reason": reason, "message": message}}),
+                    false,
+                    None,
+                ),
+                (Some(s), None) if s.state == ContainerState::Exited => {
+                    (term(s), false, Some(s.exit_code.unwrap_or(137)))
+                }
+                _ => (
+                    json!({"waiting": {"reason": "ContainerCreating"}}),
+                    false,
+                    None,
+                ),
+            };
+            let mut st = json!({
+                "name": cname,
+                "image": str_at(c, "/image"),
+                "imageID": image.as_ref().map(|i| i.digest.clone()).unwrap_or_default(),
+                "ready": running,
+                "started": running,
+                "restartCount": cur.map_or(0, |s| s.restart_count),
+                "state": state,
+                "lastState": prev.map(term).unwrap_or_else(|| json!({})),
+            });
+            if let Some(s) = cur {
+                st["containerID"] = json!(format!("tugboat://{}", s.id));
+            }
+            let _ = old_statuses(field, cname);
+            (st, running, cur.is_some(), exit)
+        };
+        let mut cs = Vec::new();
+        let mut all_ready = true;
+        let mut any_running = false;
+        let mut all_exited = !spec_containers.is_empty();
+        let mut any_failed = false;
+        for c in &spec_containers {
+            let (st, running, _, exit) = status_of(c, "containerStatuses");
+            all_ready &= running;
+            any_running |= running;
+            match exit {
+                Some(code) => any_failed |= code != 0,
+                None => all_exited = false,
+            }
+            cs.push(st);
+        }
+        let mut ics = Vec::new();
+        for c in &spec_inits {
+            ics.push(status_of(c, "initContainerStatuses").0);
+        }
+        let restart_never = str_at(pod, "/spec/restartPolicy") == "Never";
+        let restart_on_failure = str_at(pod, "/spec/restartPolicy") == "OnFailure";
+        let phase = if all_exited
+            && initialized
+            && (restart_never || (restart_on_failure && !any_failed))
+        {
+            if any_failed { "Failed" } else { "Succeeded" }
+        } else if initialized && (any_running || all_exited) {
+            "Running"
+        } else {
+            "Pending"
+        };
+        let old_cond = |t: &str| -> Option<Value> {
+            pod.pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .and_then(|a| a.iter().find(|c| c["type"] == t).cloned())
+        };
+        let cond = |t: &str, ok: bool, reason: Option<&str>| {
+            let status = if ok { "True" } else { "False" };
+            let since = old_cond(t)
+                .filter(|c| c["status"] == status)
+                .and_then(|c| c.get("lastTransitionTime").cloned())
+                .unwrap_or_else(|| json!(now));
+            let mut c = json!({"type": t, "status": status, "lastProbeTime": null, "lastTransitionTime": since});
+            if let Some(r) = reason.filter(|_| !ok) {
+                c["reason"] = json!(r);
+            }
+            c
+        };
+        let ready = all_ready && initialized && phase == "Running";
+        let mut conditions = vec![
+            cond("Initialized", initialized, Some("ContainersNotInitialized")),
+            cond("Ready", ready, Some("ContainersNotReady")),
+            cond("ContainersReady", ready, Some("ContainersNotReady")),
+        ];
+        if let Some(s) = old_cond("PodScheduled") {
+            conditions.push(s);
+        }
+        let start_time = pod
+            .pointer("/status/startTime")
+            .cloned()
+            .or_else(|| self.started.lock().get(&uid).map(|s| json!(s)))
+            .unwrap_or_else(|| json!(now));
+        let mut status = json!({
+            "phase": phase,
+            "conditions": conditions,
+            "hostIP": self.host_ip,
+            "hostIPs": [{"ip": self.host_ip}],
+            "startTime": start_time,
+            "containerStatuses": cs,
+            "qosClass": pod.pointer("/status/qosClass").cloned().unwrap_or(json!("BestEffort")),
+        });
+        if !ics.is_empty() {
+            status["initContainerStatuses"] = json!(ics);
+        }
+        if let Some(ip) = pod.pointer("/status/podIP") {
+            status["podIP"] = ip.clone();
+        }
+        if let Some(ips) = pod.pointer("/status/podIPs") {
+            status["podIPs"] = ips.clone();
+        }
+        // Nothing changed (timestamps of unchanged conditions are kept): no write.
+        let current = pod.get("status").cloned().unwrap_or(Value::Null);
+        let same = [
+            "phase",
+            "conditions",
+            "containerStatuses",
+            "initContainerStatuses",
+            "hostIP",
+            "startTime",
+        ]
+        .iter()
+        .all(|k| current.get(*k) == status.get(*k));
+        if same {
+            return;
+        }
+        let params = PatchParams {
+            subresource: Some("status".into()),
+            ..Default::default()
+        };
+        if let Err(e) = self
+            .client
+            .patch(
+                &pods_res(),
+                Some(str_at(pod, "/metadata/namespace")),
+                str_at(pod, "/metadata/name"),
+                &Patch::Merge(json!({"status": status})),
+                &params,
+            )
+            .await
+            && !e.is_not_found()
+        {
+            tracing::debug!(pod = %str_at(pod, "/metadata/name"), error = %e, "writing pod status");
+        }
+    }
+
+    /// An Event about a pod, asynchronously and best-effort.
+    fn event(&self, pod: &Value, kind: &str, reason: &str, message: &str) {
+        let Ok(permit) = self.events.clone().try_acquire_owned() else {
+            return;
+        };
+        let ns = str_at(pod, "/metadata/namespace").to_string();
+        let name = str_at(pod, "/metadata/name");
+        let ts = now_rfc3339();
+        let event = json!({"apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": format!("{name}.{:x}", jiff::Timestamp::now().as_nanosecond()), "namespace": ns},
+            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "namespace": ns, "name": name,
+                "uid": str_at(pod, "/metadata/uid")},
+            "type": kind, "reason": reason, "message": message,
+            "source": {"component": "kubelet", "host": self.cfg.node_name},
+            "reportingComponent": "kubelet", "reportingInstance": self.cfg.node_name,
+            "firstTimestamp": ts, "lastTimestamp": ts, "count": 1});
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            if let Err(e) = client
+                .create(&ApiResource::new("v1", "events"), Some(&ns), event)
+                .await
+            {
+                tracing::debug!(error = %e, "recording a node event");
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Stops every container of pod `uid`, removes its sandbox, unmounts its root filesystems
+/// and removes its directory.
+async fn teardown(runtime: &Runtime, images: &ImageStore, data_dir: &std::path::Path, uid: &str) {
+    for c in runtime.list(uid) {
+        if c.state == ContainerState::Running
+            && let Err(e) = runtime.stop_container(&c.id, Duration::from_secs(2)).await
+        {
+            tracing::warn!(container = %c.id, error = %e, "stopping a container");
+        }
+        if let Err(e) = runtime.remove_container(&c.id) {
+            tracing::warn!(container = %c.id, error = %e, "removing a container");
+        }
+    }
+    if let Err(e) = runtime.remove_sandbox(uid) {
+        tracing::warn!(pod_uid = %uid, error = %e, "removing the sandbox");
+    }
+    let dir = data_dir.join("pods").join(uid);
+    if let Ok(entries) = std::fs::read_dir(dir.join("containers")) {
+        for e in entries.flatten() {
+            if let Err(err) = images.unmount_rootfs(&e.path()) {
+                tracing::warn!(dir = %e.path().display(), error = %err, "unmounting a root filesystem");
+            }
+        }
+    }
+    if let Err(e) = std::fs::remove_dir_all(&dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(dir = %dir.display(), error = %e, "removing the pod directory");
+    }
+}
+
+/// The runtime configuration of the node agent of `data_dir`: live state on tmpfs in
+/// `/run/tugboat-<hash of the data dir>` (several servers may share a machine, e.g. in
+/// tests), logs in `<data-dir>/logs`.
+pub fn runtime_config(
+    data_dir: &std::path::Path,
+) -> anyhow::Result<crate::runtime::container::RuntimeConfig> {
+    use sha2::Digest;
+    let tag = hex::encode(&sha2::Sha256::digest(data_dir.to_string_lossy().as_bytes())[..6]);
+    crate::runtime::container::RuntimeConfig::new(
+        PathBuf::from(format!("/run/tugboat-{tag}")),
+        data_dir.join("logs"),
+    )
+}
+
+/// `tug node reset`: stops and removes every pod of the node agent of `data_dir` (their
+/// containers, sandboxes, mounts, cgroups and directories), as `kubeadm reset` does. For a
+/// node that is taken out of service, and for tests that must leave nothing behind.
+pub async fn reset(data_dir: &std::path::Path) -> anyhow::Result<usize> {
+    let cfg = runtime_config(data_dir)?;
+    let state_pods = cfg.state_dir.join("pods");
+    let runtime = Runtime::new(cfg)?;
+    let images = ImageStore::open(
+        &data_dir.join("images"),
+        crate::runtime::image::RegistriesConfig::default(),
+    )?;
+    let mut uids = std::collections::BTreeSet::new();
+    for dir in [data_dir.join("pods"), state_pods] {
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for e in entries.flatten() {
+                uids.insert(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    for uid in &uids {
+        teardown(&runtime, &images, data_dir, uid).await;
+    }
+    drop(runtime);
+    // The runtime's own directory, and the shared cgroup parent once no pod of any server
+    // uses it (rmdir fails on a cgroup that still has children: that is fine).
+    let state_dir = runtime_config(data_dir)?.state_dir;
+    if let Err(e) = std::fs::remove_dir_all(&state_dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(dir = %state_dir.display(), error = %e, "removing the runtime's state");
+    }
+    if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
+        for e in entries.flatten() {
+            let _ = std::fs::remove_dir(e.path().join("tugboat"));
+        }
+    }
+    let _ = std::fs::remove_dir("/sys/fs/cgroup/tugboat");
+    Ok(uids.len())
+}
+
+fn b_secs(d: Duration) -> u64 {
+    d.as_secs().max(1)
+}
+
+fn sandbox_hostname(pod: &Value) -> String {
+    match str_at(pod, "/spec/hostname") {
+        "" => str_at(pod, "/metadata/name").to_string(),
+        h => h.to_string(),
+    }
+}
+
+fn decode_b64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default()
+}
+
+/// Writes a configMap's or secret's keys (or the listed `items`) as files with
+/// `defaultMode`/`mode`, replacing what was there.
+fn write_projected(
+    dir: &std::path::Path,
+    obj: &Value,
+    src: &Value,
+    secret: bool,
+) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    let default_mode = src
+        .get("defaultMode")
+        .and_then(Value::as_u64)
+        .and_then(|m| u32::try_from(m).ok())
+        .unwrap_or(0o644);
+    let mut files: Vec<(String, Vec<u8>, u32)> = Vec::new();
+    let value_of = |k: &str| -> Option<Vec<u8>> {
+        if secret {
+            use base64::Engine;
+            obj.pointer(&format!("/data/{k}"))
+                .and_then(Value::as_str)
+                .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+        } else {
+            obj.pointer(&format!("/data/{k}"))
+                .and_then(Value::as_str)
+                .map(|s| s.as_bytes().to_vec())
+                .or_else(|| {
+                    use base64::Engine;
+                    obj.pointer(&format!("/binaryData/{k}"))
+                        .and_then(Value::as_str)
+                        .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+                })
+        }
+    };
+    match src.get("items").and_then(Value::as_array) {
+        Some(items) => {
+            for it in items {
+                let k = str_at(it, "/key");
+                let path = str_at(it, "/path");
+                let mode = it
+                    .get("mode")
+                    .and_then(Value::as_u64)
+                    .and_then(|m| u32::try_from(m).ok())
+                    .unwrap_or(default_mode);
+                if let Some(v) = value_of(k) {
+                    files.push((path.to_string(), v, mode));
+                }
+            }
+        }
+        None => {
+            for field in ["data", "binaryData"] {
+                if let Some(m) = obj.get(field).and_then(Value::as_object) {
+                    for k in m.keys() {
+                        if let Some(v) = value_of(k) {
+                            files.push((k.clone(), v, default_mode));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for (path, data, mode) in files {
+        if path.split('/').any(|p| p == ".." || p.is_empty()) {
+            anyhow::bail!("refusing the path {path:?} in a projected volume");
+        }
+        let target = dir.join(&path);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let tmp = target.with_extension("tugboat-tmp");
+        std::fs::write(&tmp, &data)?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+        std::fs::rename(&tmp, &target)?;
+    }
+    Ok(())
+}

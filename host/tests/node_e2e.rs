@@ -1,0 +1,257 @@
+//! The node agent and the native runtime end to end (issue 6), with real parts only: a real
+//! `docker-registry` on loopback serving an image built here from Debian's busybox-static,
+//! `tug server --node-agent` running real containers with runc, and the real kubectl.
+//!
+//! Each test makes sure nothing is left behind: after the pods are deleted no process,
+//! mount, cgroup or namespace pin of theirs remains; and whatever happens, the guard runs
+//! `tug node reset` for the server's data directory before the server is dropped.
+
+#[macro_use]
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Cluster, check_contains, unique};
+use serde_json::{Value, json};
+use tugboat::runtime::image::testutil::{TestRegistry, push_busybox_image};
+
+const SETTLE: Duration = Duration::from_secs(90);
+
+/// Removes every container, sandbox and mount of a server when dropped (before the
+/// server itself, which is declared after it... and so dropped first: see `Node::drop`).
+struct Node {
+    cluster: Option<Cluster>,
+    data_dir: std::path::PathBuf,
+}
+
+impl Node {
+    fn start() -> Node {
+        let cluster = Cluster::start_with(&["--node-agent"]);
+        let data_dir = cluster.data_dir().to_path_buf();
+        Node {
+            cluster: Some(cluster),
+            data_dir,
+        }
+    }
+
+    fn c(&self) -> &Cluster {
+        self.cluster.as_ref().expect("the cluster runs")
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // Stop the server first (its agent must not restart what the reset stops), then
+        // remove what its containers left.
+        if let Some(mut c) = self.cluster.take() {
+            c.kill();
+            reset(&self.data_dir);
+            drop(c);
+        }
+    }
+}
+
+fn reset(data_dir: &Path) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tug"))
+        .args(["node", "reset", "--data-dir"])
+        .arg(data_dir)
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {}
+        Ok(o) => eprintln!(
+            "tug node reset failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => eprintln!("tug node reset: {e}"),
+    }
+}
+
+fn get_json(c: &Cluster, args: &[&str]) -> Value {
+    let mut all = vec!["get"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["-o", "json"]);
+    let out = c.kubectl_ok(&all);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("invalid JSON ({e}):\n{out}"))
+}
+
+/// The host pids whose cgroup is one of pod `uid`'s.
+fn pod_pids(uid: &str) -> Vec<i32> {
+    let needle = format!("pod{uid}");
+    let mut pids = vec![];
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for e in entries.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            if std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                .is_ok_and(|c| c.contains(&needle))
+            {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+/// Cgroup directories of pod `uid` in any hierarchy (v1 controllers or the unified one).
+fn pod_cgroups(uid: &str) -> Vec<String> {
+    let needle = format!("pod{uid}");
+    let mut found = vec![];
+    let mut stack = vec![std::path::PathBuf::from("/sys/fs/cgroup")];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                if p.to_string_lossy().contains(&needle) {
+                    found.push(p.display().to_string());
+                } else if p.components().count() < 8 {
+                    stack.push(p);
+                }
+            }
+        }
+    }
+    found
+}
+
+fn mounts_mentioning(s: &str) -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(s))
+        .map(str::to_string)
+        .collect()
+}
+
+fn ns_of(pid: i32, ns: &str) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/{ns}"))
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
+/// The memory limit of the cgroup a pid is in (v1 memory controller or v2).
+fn memory_limit(pid: i32) -> Option<u64> {
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    for line in cg.lines() {
+        let mut parts = line.splitn(3, ':');
+        let _id = parts.next()?;
+        let ctrls = parts.next()?;
+        let path = parts.next()?;
+        let file = if ctrls.split(',').any(|c| c == "memory") {
+            format!("/sys/fs/cgroup/memory{path}/memory.limit_in_bytes")
+        } else if ctrls.is_empty() && Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+            format!("/sys/fs/cgroup{path}/memory.max")
+        } else {
+            continue;
+        };
+        if let Ok(v) = std::fs::read_to_string(&file) {
+            return v.trim().parse().ok();
+        }
+    }
+    None
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+#[test]
+fn a_deployment_runs_in_real_containers_and_leaves_nothing_behind() {
+    let registry = TestRegistry::start().expect("docker-registry starts");
+    let host = registry.host();
+    rt().block_on(push_busybox_image(&host, "busybox", "1"))
+        .expect("pushing the busybox image");
+    let node = Node::start();
+    let c = node.c();
+    c.eventually(SETTLE, "the node to be Ready", || {
+        let nodes = get_json(c, &["nodes"]);
+        nodes["items"]
+            .as_array()
+            .and_then(|a| a.first().cloned())
+            .filter(|n| {
+                n["status"]["conditions"].as_array().is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
+            })
+    });
+    let ns = unique("node");
+    c.kubectl_ok(&["create", "namespace", &ns]);
+    let image = format!("{host}/busybox:1");
+    let deploy = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"terminationGracePeriodSeconds": 2, "containers": [{"name": "httpd", "image": image,
+                    "command": ["sh", "-c", "mkdir -p /www && echo hello > /www/index.html && echo serving && exec httpd -f -p 8080 -h /www"],
+                    "resources": {"limits": {"memory": "64Mi", "cpu": "500m"}}}]}}}});
+    c.kubectl_stdin_ok(&["apply", "-n", &ns, "-f", "-"], &deploy.to_string());
+    c.kubectl_ok(&[
+        "rollout",
+        "status",
+        "-n",
+        &ns,
+        "deployment/web",
+        "--timeout=80s",
+    ]);
+    let pods = get_json(c, &["pods", "-n", &ns, "-l", "app=web"]);
+    let pods = pods["items"].as_array().cloned().unwrap_or_default();
+    check_eq!(pods.len(), 3);
+    let host_net = ns_of(std::process::id() as i32, "net");
+    let host_pid = ns_of(std::process::id() as i32, "pid");
+    let mut uids = vec![];
+    for p in &pods {
+        let uid = p["metadata"]["uid"].as_str().unwrap_or("").to_string();
+        let name = p["metadata"]["name"].as_str().unwrap_or("");
+        check_eq!(p["status"]["phase"], "Running");
+        check_eq!(p["status"]["containerStatuses"][0]["ready"], true);
+        check!(
+            p["status"]["containerStatuses"][0]["state"]["running"].is_object(),
+            "{}",
+            p["status"]
+        );
+        // The container's processes: in the pod's cgroup, in their own namespaces.
+        let pids = pod_pids(&uid);
+        let httpd = pids.iter().copied().find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.starts_with("httpd"))
+        });
+        check!(
+            httpd.is_some(),
+            "httpd runs in pod {name}'s cgroup: {pids:?}"
+        );
+        if let Some(pid) = httpd {
+            check!(ns_of(pid, "net") != host_net, "own network namespace");
+            check!(ns_of(pid, "pid") != host_pid, "own PID namespace");
+            check_eq!(memory_limit(pid), Some(64 << 20));
+        }
+        let logs = c.kubectl_ok(&["logs", "-n", &ns, name]);
+        check_contains(&logs, "serving");
+        uids.push(uid);
+    }
+    // Deleting the Deployment stops and removes everything.
+    c.kubectl_ok(&["delete", "deployment", "-n", &ns, "web"]);
+    c.eventually(SETTLE, "the pods to be gone", || {
+        let pods = get_json(c, &["pods", "-n", &ns]);
+        pods["items"]
+            .as_array()
+            .is_some_and(|a| a.is_empty())
+            .then_some(())
+    });
+    for uid in &uids {
+        c.eventually(
+            Duration::from_secs(20),
+            "the pod's processes to be gone",
+            || pod_pids(uid).is_empty().then_some(()),
+        );
+        check_eq!(pod_cgroups(uid), Vec::<String>::new());
+        check_eq!(mounts_mentioning(uid), Vec::<String>::new());
+    }
+}
