@@ -158,15 +158,16 @@ pub async fn start(opts: ServerOptions) -> Result<Running> {
         )
         .context("starting the container runtime")?;
         let client = Arc::new(crate::api::client::LocalClient::new(api.clone(), "kubelet"));
+        let agent_cfg = crate::node::agent::AgentConfig::new(opts.data_dir.clone());
+        // `kubectl exec` into this node's containers.
+        api.set_exec_provider(crate::node::exec::RuntimeExec::new(
+            runtime.clone(),
+            agent_cfg.node_name.clone(),
+        ));
         Some(
-            crate::node::agent::NodeAgent::start(
-                client,
-                images,
-                runtime,
-                crate::node::agent::AgentConfig::new(opts.data_dir.clone()),
-            )
-            .await
-            .context("starting the node agent")?,
+            crate::node::agent::NodeAgent::start(client, images, runtime, agent_cfg)
+                .await
+                .context("starting the node agent")?,
         )
     } else {
         None

@@ -164,24 +164,8 @@ fn rt() -> tokio::runtime::Runtime {
 
 #[test]
 fn a_deployment_runs_in_real_containers_and_leaves_nothing_behind() {
-    let registry = TestRegistry::start().expect("docker-registry starts");
-    let host = registry.host();
-    rt().block_on(push_busybox_image(&host, "busybox", "1"))
-        .expect("pushing the busybox image");
-    let node = Node::start();
+    let (_registry, host, node) = setup();
     let c = node.c();
-    c.eventually(SETTLE, "the node to be Ready", || {
-        let nodes = get_json(c, &["nodes"]);
-        nodes["items"]
-            .as_array()
-            .and_then(|a| a.first().cloned())
-            .filter(|n| {
-                n["status"]["conditions"].as_array().is_some_and(|cs| {
-                    cs.iter()
-                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
-                })
-            })
-    });
     let ns = unique("node");
     c.kubectl_ok(&["create", "namespace", &ns]);
     let image = format!("{host}/busybox:1");
@@ -254,4 +238,205 @@ fn a_deployment_runs_in_real_containers_and_leaves_nothing_behind() {
         check_eq!(pod_cgroups(uid), Vec::<String>::new());
         check_eq!(mounts_mentioning(uid), Vec::<String>::new());
     }
+}
+
+/// A registry with the busybox image and a `--node-agent` cluster whose node is Ready.
+fn setup() -> (TestRegistry, String, Node) {
+    let registry = TestRegistry::start().expect("docker-registry starts");
+    let host = registry.host();
+    rt().block_on(push_busybox_image(&host, "busybox", "1"))
+        .expect("pushing the busybox image");
+    let node = Node::start();
+    node.c().eventually(SETTLE, "the node to be Ready", || {
+        let nodes = get_json(node.c(), &["nodes"]);
+        nodes["items"]
+            .as_array()
+            .and_then(|a| a.first().cloned())
+            .filter(|n| {
+                n["status"]["conditions"].as_array().is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+                })
+            })
+    });
+    (registry, host, node)
+}
+
+fn bare_pod(name: &str, image: &str, command: &str, extra: Value) -> Value {
+    let mut p = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {"terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "main", "image": image, "command": ["sh", "-c", command]}]}});
+    if let Some(m) = extra.as_object() {
+        for (k, v) in m {
+            if k == "resources" {
+                p["spec"]["containers"][0]["resources"] = v.clone();
+            } else {
+                p["spec"][k] = v.clone();
+            }
+        }
+    }
+    p
+}
+
+fn container_status(c: &Cluster, ns: &str, pod: &str) -> Value {
+    get_json(c, &["pod", "-n", ns, pod])["status"]["containerStatuses"][0].clone()
+}
+
+#[test]
+fn containers_restart_back_off_and_report_oom_kills() {
+    let (_registry, host, node) = setup();
+    let c = node.c();
+    let ns = unique("restart");
+    c.kubectl_ok(&["create", "namespace", &ns]);
+    let image = format!("{host}/busybox:1");
+    for p in [
+        bare_pod("crash", &image, "echo boom; exit 2", json!({})),
+        bare_pod("victim", &image, "exec sleep 3600", json!({})),
+        bare_pod(
+            "hog",
+            &image,
+            "x=aaaaaaaaaaaaaaaa; while true; do x=$x$x; done",
+            json!({"restartPolicy": "Never", "resources": {"limits": {"memory": "16Mi"}}}),
+        ),
+    ] {
+        c.kubectl_stdin_ok(&["apply", "-n", &ns, "-f", "-"], &p.to_string());
+    }
+    // A crashing container is restarted, then backs off.
+    let st = c.eventually(SETTLE, "crash to back off", || {
+        let st = container_status(c, &ns, "crash");
+        (st["state"]["waiting"]["reason"] == "CrashLoopBackOff").then_some(st)
+    });
+    check!(st["restartCount"].as_u64().unwrap_or(0) >= 1, "{st}");
+    check_eq!(st["lastState"]["terminated"]["exitCode"], 2);
+    check_eq!(st["lastState"]["terminated"]["reason"], "Error");
+    check_contains(
+        &c.kubectl_ok(&["logs", "-n", &ns, "crash", "--previous"]),
+        "boom",
+    );
+    let describe = c.kubectl_ok(&["describe", "pod", "-n", &ns, "crash"]);
+    check_contains(&describe, "BackOff");
+    // A container killed from outside is restarted; restartCount goes up.
+    let uid = get_json(c, &["pod", "-n", &ns, "victim"])["metadata"]["uid"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let pid = c.eventually(SETTLE, "victim's sleep to run", || {
+        pod_pids(&uid).into_iter().find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.starts_with("sleep"))
+        })
+    });
+    nix_kill(pid);
+    let st = c.eventually(SETTLE, "victim to be restarted", || {
+        let st = container_status(c, &ns, "victim");
+        (st["restartCount"] == 1 && st["state"]["running"].is_object()).then_some(st)
+    });
+    check_eq!(st["lastState"]["terminated"]["exitCode"], 137);
+    // Past its memory limit, a container is OOM-killed and reported so.
+    let st = c.eventually(SETTLE, "hog to be OOM-killed", || {
+        let st = container_status(c, &ns, "hog");
+        st["state"]["terminated"].is_object().then_some(st)
+    });
+    check_eq!(st["state"]["terminated"]["reason"], "OOMKilled");
+    check_eq!(
+        get_json(c, &["pod", "-n", &ns, "hog"])["status"]["phase"],
+        "Failed"
+    );
+    c.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
+fn nix_kill(pid: i32) {
+    let status = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success(), "kill -9 {pid}");
+}
+
+#[test]
+fn a_killed_server_comes_back_and_adopts_its_running_pods() {
+    let (_registry, host, mut node) = setup();
+    let ns = unique("adopt");
+    node.c().kubectl_ok(&["create", "namespace", &ns]);
+    let image = format!("{host}/busybox:1");
+    let p = bare_pod("steady", &image, "echo up; exec sleep 3600", json!({}));
+    node.c()
+        .kubectl_stdin_ok(&["apply", "-n", &ns, "-f", "-"], &p.to_string());
+    let uid = node.c().eventually(SETTLE, "steady to run", || {
+        let p = get_json(node.c(), &["pod", "-n", &ns, "steady"]);
+        (p["status"]["phase"] == "Running")
+            .then(|| p["metadata"]["uid"].as_str().unwrap_or("").to_string())
+    });
+    let pids = pod_pids(&uid);
+    check!(!pids.is_empty(), "the pod's processes are found");
+    // SIGKILL: the containers run on under their own supervisors.
+    node.cluster.as_mut().expect("cluster").restart();
+    for pid in &pids {
+        check!(
+            Path::new(&format!("/proc/{pid}")).exists(),
+            "pid {pid} survived the server"
+        );
+    }
+    let c = node.c();
+    // Adopted, not restarted: same processes, restartCount 0, still Running and Ready.
+    c.eventually(SETTLE, "the node to be Ready again", || {
+        let n = get_json(c, &["nodes"]);
+        n["items"].as_array().and_then(|a| a.first().cloned())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let st = container_status(c, &ns, "steady");
+    check_eq!(st["restartCount"], 0);
+    check!(st["state"]["running"].is_object(), "{st}");
+    check_eq!(pod_pids(&uid), pids);
+    check_contains(&c.kubectl_ok(&["logs", "-n", &ns, "steady"]), "up");
+    c.kubectl_ok(&["delete", "pod", "-n", &ns, "steady"]);
+    c.eventually(SETTLE, "the processes to be gone", || {
+        pod_pids(&uid).is_empty().then_some(())
+    });
+}
+
+#[test]
+fn image_pull_errors_are_reported_and_recover() {
+    let (_registry, host, node) = setup();
+    let c = node.c();
+    let ns = unique("pull");
+    c.kubectl_ok(&["create", "namespace", &ns]);
+    let image = format!("{host}/later:1");
+    let p = bare_pod("waits", &image, "echo finally; exec sleep 3600", json!({}));
+    c.kubectl_stdin_ok(&["apply", "-n", &ns, "-f", "-"], &p.to_string());
+    let st = c.eventually(SETTLE, "an image pull error", || {
+        let st = container_status(c, &ns, "waits");
+        let r = st["state"]["waiting"]["reason"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        (r == "ErrImagePull" || r == "ImagePullBackOff").then_some(st)
+    });
+    let message = st["state"]["waiting"]["message"].as_str().unwrap_or("");
+    check!(
+        message.contains("later") && message.contains(&host),
+        "the message names the image: {message}"
+    );
+    check_contains(
+        &c.kubectl_ok(&["describe", "pod", "-n", &ns, "waits"]),
+        "Failed to pull image",
+    );
+    // The image appears: the pod starts (after the back-off).
+    rt().block_on(push_busybox_image(&host, "later", "1"))
+        .expect("pushing the image");
+    c.eventually(Duration::from_secs(120), "the pod to run", || {
+        let p = get_json(c, &["pod", "-n", &ns, "waits"]);
+        (p["status"]["phase"] == "Running").then_some(())
+    });
+    // A registry that is down is an error too.
+    let gone = bare_pod("nowhere", "127.0.0.1:1/busybox:1", "true", json!({}));
+    c.kubectl_stdin_ok(&["apply", "-n", &ns, "-f", "-"], &gone.to_string());
+    c.eventually(SETTLE, "a pull error for the registry that is down", || {
+        let st = container_status(c, &ns, "nowhere");
+        st["state"]["waiting"]["reason"]
+            .as_str()
+            .is_some_and(|r| r == "ErrImagePull" || r == "ImagePullBackOff")
+            .then_some(())
+    });
+    c.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
 }

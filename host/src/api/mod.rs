@@ -9,6 +9,7 @@ pub mod allocator;
 pub mod client;
 pub mod defaults;
 pub mod discovery;
+pub mod exec;
 pub mod handlers;
 pub mod kinds;
 pub mod lifecycle;
@@ -74,6 +75,8 @@ pub struct Api {
     pub crds_changed: tokio::sync::Notify,
     /// The admission plugins and the blob store of components.
     pub admission: admission::Admission,
+    /// What runs `pods/exec` commands (the node agent, when this server has one).
+    pub exec: exec::ExecSlot,
 }
 
 impl Api {
@@ -86,6 +89,7 @@ impl Api {
             config,
             crds_changed: tokio::sync::Notify::new(),
             admission,
+            exec: exec::ExecSlot::default(),
         })
     }
 }

@@ -306,6 +306,10 @@ pub fn router(api: Arc<Api>, auth: Auth) -> Router {
         .route("/openapi/v3/{*gv}", get(openapi_v3_gv))
         .route("/tugboat/v1/plugins/{name}/logs", get(plugin_logs))
         .route(
+            "/api/v1/namespaces/{namespace}/pods/{name}/exec",
+            axum::routing::any(super::exec::serve),
+        )
+        .route(
             "/tugboat/v1/blobs",
             axum::routing::put(put_blob).layer(axum::extract::DefaultBodyLimit::disable()),
         )

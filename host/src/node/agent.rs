@@ -109,6 +109,11 @@ struct Agent {
     workers: Mutex<HashMap<String, watch::Sender<Option<Arc<Value>>>>>,
     /// Per `(pod uid, container)`: restart back-off.
     backoff: Mutex<HashMap<(String, String), Backoff>>,
+    /// Per `(pod uid, container)`: when the image may be pulled again after a failure
+    /// (Kubernetes' image back-off: 10 s doubling to 5 min).
+    pull_backoff: Mutex<HashMap<(String, String), Backoff>>,
+    /// Per `(pod uid, container)`: the previous instance, once removed (`lastState`).
+    last_state: Mutex<HashMap<(String, String), ContainerStatus>>,
     /// Per `(pod uid, container)`: why it is waiting (reason, message).
     waiting: Mutex<HashMap<(String, String), (String, String)>>,
     /// Per `(pod uid, container)`: the image it runs (for imageID).
@@ -135,6 +140,8 @@ impl NodeAgent {
             cfg,
             workers: Mutex::new(HashMap::new()),
             backoff: Mutex::new(HashMap::new()),
+            pull_backoff: Mutex::new(HashMap::new()),
+            last_state: Mutex::new(HashMap::new()),
             waiting: Mutex::new(HashMap::new()),
             images_of: Mutex::new(HashMap::new()),
             started: Mutex::new(HashMap::new()),
@@ -434,6 +441,8 @@ impl Agent {
 
     fn forget(&self, uid: &str) {
         self.backoff.lock().retain(|(u, _), _| u != uid);
+        self.pull_backoff.lock().retain(|(u, _), _| u != uid);
+        self.last_state.lock().retain(|(u, _), _| u != uid);
         self.waiting.lock().retain(|(u, _), _| u != uid);
         self.images_of.lock().retain(|(u, _), _| u != uid);
         self.started.lock().remove(uid);
@@ -655,6 +664,7 @@ impl Agent {
             );
             return;
         }
+        self.last_state.lock().insert(key.clone(), last.clone());
         if let Err(e) = self.runtime.remove_container(&last.id) {
             tracing::debug!(container = %last.id, error = %e, "removing the exited instance");
         }
@@ -686,6 +696,15 @@ impl Agent {
                 }
             }
         };
+        if let Some(b) = self.pull_backoff.lock().get(&key)
+            && Instant::now() < b.until
+        {
+            // Still backing off after a failed pull.
+            if let Some(w) = self.waiting.lock().get_mut(&key) {
+                w.0 = "ImagePullBackOff".into();
+            }
+            return;
+        }
         if policy != PullPolicy::Never && self.images.get(&image_ref).is_none() {
             self.event(
                 pod,
@@ -714,6 +733,16 @@ impl Agent {
                     "Failed",
                     &format!("Failed to pull image \"{image_ref}\": {message}"),
                 );
+                {
+                    let now = Instant::now();
+                    let mut pb = self.pull_backoff.lock();
+                    let b = pb.entry(key.clone()).or_insert(Backoff {
+                        until: now,
+                        delay: BACKOFF_INITIAL,
+                    });
+                    b.until = now + b.delay;
+                    b.delay = (b.delay * 2).min(BACKOFF_MAX);
+                }
                 self.waiting.lock().insert(
                     key,
                     (
@@ -743,6 +772,7 @@ impl Agent {
                 &format!("Container image \"{image_ref}\" already present on machine"),
             );
         }
+        self.pull_backoff.lock().remove(&key);
         self.images_of.lock().insert(key.clone(), image.clone());
         let dir = self
             .pod_dir(&uid)
@@ -1137,7 +1167,17 @@ impl Agent {
                 statuses.iter().filter(|s| s.name == cname).collect();
             instances.sort_by_key(|s| s.restart_count);
             let cur = instances.last().copied();
-            let prev = instances.iter().rev().nth(1).copied();
+            let remembered = self
+                .last_state
+                .lock()
+                .get(&(uid.clone(), cname.to_string()))
+                .cloned();
+            let prev = instances
+                .iter()
+                .rev()
+                .nth(1)
+                .copied()
+                .or(remembered.as_ref());
             let key = (uid.clone(), cname.to_string());
             let image = self.images_of.lock().get(&key).cloned();
             let waiting = self.waiting.lock().get(&key).cloned();

@@ -11,5 +11,6 @@
 //! containers in Kubernetes' terms.
 
 pub mod agent;
+pub mod exec;
 pub mod pod;
 pub mod simulated;

@@ -689,11 +689,11 @@ impl Runtime {
         if let Some(s) = self.started(id) {
             state::signal_checked(s.pid, s.pid_start, signal);
         }
-        if signal == libc::SIGKILL {
-            if let Some(meta) = self.index.lock().get(id).cloned() {
-                for d in self.cgroups.dirs(&meta.cgroup_path) {
-                    cgroups::kill_tree(&d, libc::SIGKILL);
-                }
+        if signal == libc::SIGKILL
+            && let Some(meta) = self.index.lock().get(id).cloned()
+        {
+            for d in self.cgroups.dirs(&meta.cgroup_path) {
+                cgroups::kill_tree(&d, libc::SIGKILL);
             }
         }
     }

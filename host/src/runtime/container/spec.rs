@@ -295,10 +295,10 @@ pub fn build(spec: &ContainerSpec, ctx: &SpecContext<'_>) -> Value {
         "rlimits": [{ "type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile }],
         "noNewPrivileges": !spec.allow_privilege_escalation && !spec.privileged,
     });
-    if spec.additional_gids.is_empty() {
-        if let Some(user) = process["user"].as_object_mut() {
-            user.remove("additionalGids");
-        }
+    if spec.additional_gids.is_empty()
+        && let Some(user) = process["user"].as_object_mut()
+    {
+        user.remove("additionalGids");
     }
 
     let sys_opts: &[&str] = if spec.privileged {

@@ -56,7 +56,8 @@ pub enum ImageCmd {
         store: StoreArgs,
     },
     /// Remove images: a reference removes that name (the image goes with its last name);
-    /// a digest or image id removes the image. Unused blobs are then deleted.
+    /// a digest or image id removes the image. Blobs and layers no image uses are then
+    /// deleted once older than 10 minutes (younger ones may belong to a running node's pull).
     Rm {
         /// References, manifest digests or image ids.
         #[arg(required = true)]
