@@ -175,7 +175,8 @@ fn a_deployment_runs_in_real_containers_and_leaves_nothing_behind() {
             "template": {"metadata": {"labels": {"app": "web"}},
                 "spec": {"terminationGracePeriodSeconds": 2, "containers": [{"name": "httpd", "image": image,
                     "command": ["sh", "-c", "mkdir -p /www && echo hello > /www/index.html && echo serving && exec httpd -f -p 8080 -h /www"],
-                    "resources": {"limits": {"memory": "64Mi", "cpu": "500m"}}}]}}}});
+                    "resources": {"limits": {"memory": "64Mi", "cpu": "500m"}},
+                    "readinessProbe": {"httpGet": {"port": 8080, "path": "/index.html"}, "periodSeconds": 1}}]}}}});
     c.kubectl_stdin_ok(&["apply", "-n", &ns, "-f", "-"], &deploy.to_string());
     c.kubectl_ok(&[
         "rollout",
@@ -438,5 +439,60 @@ fn image_pull_errors_are_reported_and_recover() {
             .is_some_and(|r| r == "ErrImagePull" || r == "ImagePullBackOff")
             .then_some(())
     });
+    c.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
+#[test]
+fn probes_drive_readiness_and_restart_unhealthy_containers() {
+    let (_registry, host, node) = setup();
+    let c = node.c();
+    let ns = unique("probe");
+    c.kubectl_ok(&["create", "namespace", &ns]);
+    let image = format!("{host}/busybox:1");
+    let mut p = bare_pod(
+        "probed",
+        &image,
+        "touch /tmp/alive; exec sleep 3600",
+        json!({}),
+    );
+    p["spec"]["containers"][0]["readinessProbe"] =
+        json!({"exec": {"command": ["cat", "/tmp/ready"]}, "periodSeconds": 1});
+    p["spec"]["containers"][0]["livenessProbe"] = json!({"exec": {"command": ["cat", "/tmp/alive"]}, "periodSeconds": 1, "failureThreshold": 2});
+    c.kubectl_stdin_ok(&["apply", "-n", &ns, "-f", "-"], &p.to_string());
+    let pod = c.eventually(SETTLE, "the pod to run", || {
+        let p = get_json(c, &["pod", "-n", &ns, "probed"]);
+        (p["status"]["phase"] == "Running").then_some(p)
+    });
+    let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
+    let ready = |want: bool| {
+        c.eventually(SETTLE, &format!("Ready={want}"), || {
+            let p = get_json(c, &["pod", "-n", &ns, "probed"]);
+            let cond = p["status"]["conditions"]
+                .as_array()
+                .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready").cloned())
+                .unwrap_or(Value::Null);
+            (cond["status"] == if want { "True" } else { "False" }).then_some(())
+        })
+    };
+    ready(false);
+    // The container's /tmp, through its root filesystem on the host.
+    let tmp = node
+        .data_dir
+        .join("pods")
+        .join(&uid)
+        .join("containers/main-0/rootfs/tmp");
+    std::fs::write(tmp.join("ready"), "").expect("writing /tmp/ready");
+    ready(true);
+    std::fs::remove_file(tmp.join("ready")).expect("removing /tmp/ready");
+    ready(false);
+    // Liveness fails: the container is killed and restarted.
+    std::fs::remove_file(tmp.join("alive")).expect("removing /tmp/alive");
+    c.eventually(SETTLE, "a restart after the liveness probe failed", || {
+        let st = container_status(c, &ns, "probed");
+        (st["restartCount"].as_u64().unwrap_or(0) >= 1).then_some(())
+    });
+    let describe = c.kubectl_ok(&["describe", "pod", "-n", &ns, "probed"]);
+    check_contains(&describe, "Liveness probe failed");
+    check_contains(&describe, "failed liveness probe, will be restarted");
     c.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
 }

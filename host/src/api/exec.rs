@@ -409,10 +409,13 @@ async fn run_session<Si, St, E>(
 {
     let (out_tx, out_rx) = mpsc::channel::<Message>(16);
     let mut writer = tokio::spawn(write_loop(sink, out_rx));
-    let status = match provider.exec(&req).await {
+    match provider.exec(&req).await {
         Err(e) => {
             tracing::debug!(pod = %req.pod, container = %req.container, error = %e, "exec failed");
-            internal_status(&e)
+            // Still read the client's messages, to see its side of the close.
+            let (resize_tx, _) = mpsc::unbounded_channel();
+            let reader = tokio::spawn(read_loop(stream, None, resize_tx, ch.v5));
+            finish(out_tx, &mut writer, internal_status(&e), Some(reader)).await;
         }
         Ok(streams) => {
             let (resize_tx, resize_rx) = mpsc::unbounded_channel();
@@ -423,22 +426,18 @@ async fn run_session<Si, St, E>(
             );
             match relay(streams.process, pumps, resize_rx, reader).await {
                 Some((Ok(code), reader)) => {
-                    finish(out_tx, &mut writer, exit_status(code), reader).await;
-                    return;
+                    finish(out_tx, &mut writer, exit_status(code), Some(reader)).await;
                 }
                 Some((Err(e), reader)) => {
-                    finish(out_tx, &mut writer, internal_status(&e), reader).await;
-                    return;
+                    finish(out_tx, &mut writer, internal_status(&e), Some(reader)).await;
                 }
                 None => {
                     // The client went away: the process was killed (dropped).
                     writer.abort();
-                    return;
                 }
             }
         }
-    };
-    finish(out_tx, &mut writer, status, None).await;
+    }
 }
 
 /// Relays until the process's output ends, then waits for its exit. `None` when the
@@ -448,7 +447,7 @@ async fn relay(
     pumps: impl std::future::Future<Output = ((), ())>,
     mut resize_rx: mpsc::UnboundedReceiver<(u16, u16)>,
     mut reader: tokio::task::JoinHandle<()>,
-) -> Option<(Result<i32, String>, Option<tokio::task::JoinHandle<()>>)> {
+) -> Option<(Result<i32, String>, tokio::task::JoinHandle<()>)> {
     tokio::pin!(pumps);
     let mut resizes_open = true;
     loop {
@@ -466,7 +465,7 @@ async fn relay(
         }
     }
     tokio::select! {
-        r = process.wait() => Some((r, Some(reader))),
+        r = process.wait() => Some((r, reader)),
         _ = &mut reader => None,
     }
 }

@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Semaphore, watch};
 
 use super::pod;
+use super::probe::{Action, ProbeSpec, ProbeState, network_probe};
 use crate::api::client::{
     ApiClient, ApiResource, DeleteParams, ListParams, Patch, PatchParams, Preconditions,
     WatchEvent, WatchParams,
@@ -112,6 +113,8 @@ struct Agent {
     /// Per `(pod uid, container)`: when the image may be pulled again after a failure
     /// (Kubernetes' image back-off: 10 s doubling to 5 min).
     pull_backoff: Mutex<HashMap<(String, String), Backoff>>,
+    /// Per `(pod uid, container, probe field)`: the probe's tally for the running instance.
+    probes: Mutex<HashMap<(String, String, &'static str), ProbeState>>,
     /// Per `(pod uid, container)`: the previous instance, once removed (`lastState`).
     last_state: Mutex<HashMap<(String, String), ContainerStatus>>,
     /// Per `(pod uid, container)`: why it is waiting (reason, message).
@@ -142,6 +145,7 @@ impl NodeAgent {
             backoff: Mutex::new(HashMap::new()),
             pull_backoff: Mutex::new(HashMap::new()),
             last_state: Mutex::new(HashMap::new()),
+            probes: Mutex::new(HashMap::new()),
             waiting: Mutex::new(HashMap::new()),
             images_of: Mutex::new(HashMap::new()),
             started: Mutex::new(HashMap::new()),
@@ -443,6 +447,7 @@ impl Agent {
         self.backoff.lock().retain(|(u, _), _| u != uid);
         self.pull_backoff.lock().retain(|(u, _), _| u != uid);
         self.last_state.lock().retain(|(u, _), _| u != uid);
+        self.probes.lock().retain(|(u, _, _), _| u != uid);
         self.waiting.lock().retain(|(u, _), _| u != uid);
         self.images_of.lock().retain(|(u, _), _| u != uid);
         self.started.lock().remove(uid);
@@ -596,12 +601,130 @@ impl Agent {
                             self.restart(pod, &sandbox, c, &s).await;
                         }
                     }
-                    Some(_) => {}
+                    Some(s) => self.run_probes(pod, &sandbox, c, &s).await,
                 }
             }
         }
         self.report(pod, initialized).await;
         false
+    }
+
+    /// Runs the probes of a running container that are due; a failed liveness (or startup)
+    /// probe stops the container, so that its restart policy applies.
+    async fn run_probes(&self, pod: &Value, sandbox: &Sandbox, c: &Value, st: &ContainerStatus) {
+        let uid = str_at(pod, "/metadata/uid").to_string();
+        let cname = str_at(c, "/name").to_string();
+        let started = st
+            .started_at
+            .and_then(|t| t.elapsed().ok())
+            .map(|age| Instant::now().checked_sub(age).unwrap_or_else(Instant::now))
+            .unwrap_or_else(Instant::now);
+        let startup_done = |me: &Self| {
+            ProbeSpec::of(c, "startupProbe").is_none()
+                || me
+                    .probes
+                    .lock()
+                    .get(&(uid.clone(), cname.clone(), "startupProbe"))
+                    .is_some_and(|p| p.instance == st.id && p.ok == Some(true))
+        };
+        for field in ["startupProbe", "livenessProbe", "readinessProbe"] {
+            let Some(spec) = ProbeSpec::of(c, field) else {
+                continue;
+            };
+            if field != "startupProbe" && !startup_done(self) {
+                continue;
+            }
+            if field == "startupProbe" && startup_done(self) {
+                continue;
+            }
+            let key = (uid.clone(), cname.clone(), field);
+            let now = Instant::now();
+            let due = {
+                let mut probes = self.probes.lock();
+                let state = probes
+                    .entry(key.clone())
+                    .or_insert_with(|| ProbeState::new(&st.id, &spec, started));
+                if state.instance != st.id {
+                    *state = ProbeState::new(&st.id, &spec, started);
+                }
+                now >= state.next
+            };
+            if !due {
+                continue;
+            }
+            let outcome = match &spec.action {
+                Action::Exec(cmd) => {
+                    match self.runtime.exec_sync(&st.id, cmd, spec.timeout).await {
+                        Ok((0, _)) => Ok(()),
+                        Ok((code, out)) => Err(format!(
+                            "command {cmd:?} exited with {code}: {}",
+                            String::from_utf8_lossy(&out).trim()
+                        )),
+                        Err(e) => Err(format!("{e:#}")),
+                    }
+                }
+                net => network_probe(&sandbox.netns, net, spec.timeout).await,
+            };
+            let verdict = self
+                .probes
+                .lock()
+                .get_mut(&key)
+                .and_then(|s| s.record(&spec, outcome.is_ok(), Instant::now()));
+            let kind = match field {
+                "livenessProbe" => "Liveness",
+                "readinessProbe" => "Readiness",
+                _ => "Startup",
+            };
+            if let Err(message) = &outcome {
+                self.event(
+                    pod,
+                    "Warning",
+                    "Unhealthy",
+                    &format!("{kind} probe failed: {message}"),
+                );
+            }
+            if verdict == Some(false) && field != "readinessProbe" {
+                self.event(
+                    pod,
+                    "Normal",
+                    "Killing",
+                    &format!(
+                        "Container {cname} failed {} probe, will be restarted",
+                        kind.to_lowercase()
+                    ),
+                );
+                let grace = pod
+                    .pointer("/spec/terminationGracePeriodSeconds")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(30);
+                if let Err(e) = self
+                    .runtime
+                    .stop_container(&st.id, Duration::from_secs(grace))
+                    .await
+                {
+                    tracing::warn!(container = %st.id, error = %e, "stopping a container that failed its probe");
+                }
+                return;
+            }
+        }
+    }
+
+    /// Whether a running instance passes its readiness (and startup) probes.
+    fn probes_ready(&self, uid: &str, c: &Value, instance: &str) -> (bool, bool) {
+        let cname = str_at(c, "/name").to_string();
+        let verdict = |field: &'static str| {
+            self.probes
+                .lock()
+                .get(&(uid.to_string(), cname.clone(), field))
+                .filter(|p| p.instance == instance)
+                .and_then(|p| p.ok)
+        };
+        let started =
+            ProbeSpec::of(c, "startupProbe").is_none() || verdict("startupProbe") == Some(true);
+        let ready = started
+            && (ProbeSpec::of(c, "readinessProbe").is_none()
+                || verdict("readinessProbe") == Some(true));
+        (started, ready)
     }
 
     async fn restart(&self, pod: &Value, sandbox: &Sandbox, c: &Value, last: &ContainerStatus) {
@@ -1225,12 +1348,16 @@ impl Agent {
                     None,
                 ),
             };
+            let (started, ready) = match cur {
+                Some(s) if running => self.probes_ready(&uid, c, &s.id),
+                _ => (false, false),
+            };
             let mut st = json!({
                 "name": cname,
                 "image": str_at(c, "/image"),
                 "imageID": image.as_ref().map(|i| i.digest.clone()).unwrap_or_default(),
-                "ready": running,
-                "started": running,
+                "ready": ready,
+                "started": started,
                 "restartCount": cur.map_or(0, |s| s.restart_count),
                 "state": state,
                 "lastState": prev.map(term).unwrap_or_else(|| json!({})),
@@ -1239,7 +1366,7 @@ impl Agent {
                 st["containerID"] = json!(format!("tugboat://{}", s.id));
             }
             let _ = old_statuses(field, cname);
-            (st, running, cur.is_some(), exit)
+            (st, ready, running, exit)
         };
         let mut cs = Vec::new();
         let mut all_ready = true;
@@ -1247,8 +1374,8 @@ impl Agent {
         let mut all_exited = !spec_containers.is_empty();
         let mut any_failed = false;
         for c in &spec_containers {
-            let (st, running, _, exit) = status_of(c, "containerStatuses");
-            all_ready &= running;
+            let (st, ready, running, exit) = status_of(c, "containerStatuses");
+            all_ready &= ready;
             any_running |= running;
             match exit {
                 Some(code) => any_failed |= code != 0,

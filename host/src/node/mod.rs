@@ -13,4 +13,5 @@
 pub mod agent;
 pub mod exec;
 pub mod pod;
+pub mod probe;
 pub mod simulated;

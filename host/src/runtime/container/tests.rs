@@ -3,7 +3,8 @@
 //!
 //! The shim runs as a separate process: this very test binary, restricted to the
 //! [`shim_entry`] test (see `RuntimeConfig::shim`), which calls `shim::main` when
-//! `TUG_SHIM_DIR` is set. Every root test registers its pods in an [`Env`] whose `Drop`
+//! `TUG_SHIM_DIR` is set — or, with `TUG_TEST_SHIM=<path of a built tug>`, the real
+//! `tug shim`. Every root test registers its pods in an [`Env`] whose `Drop`
 //! removes them with `remove_sandbox` (from a fresh `Runtime`, as after a restart), so
 //! nothing is left behind even when an assertion fails.
 
@@ -66,16 +67,22 @@ impl Env {
             .unwrap();
         let mut cfg =
             RuntimeConfig::new(tmp.path().join("state"), tmp.path().join("logs")).unwrap();
-        cfg.shim = std::env::current_exe().unwrap();
-        cfg.shim_args = [
-            "--exact",
-            "runtime::container::tests::shim_entry",
-            "--nocapture",
-            "--test-threads=1",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+        if let Some(tug) = std::env::var_os("TUG_TEST_SHIM") {
+            // The real thing: `TUG_TEST_SHIM=…/tug` runs `tug shim`.
+            cfg.shim = PathBuf::from(tug);
+            cfg.shim_args = vec!["shim".to_string()];
+        } else {
+            cfg.shim = std::env::current_exe().unwrap();
+            cfg.shim_args = [
+                "--exact",
+                "runtime::container::tests::shim_entry",
+                "--nocapture",
+                "--test-threads=1",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        }
         let rt = Runtime::new(cfg.clone()).unwrap();
         Env {
             tmp,
