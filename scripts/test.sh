@@ -35,4 +35,6 @@ if [[ "${TUG_SKIP_BENCH:-0}" != 1 ]]; then
   "$CARGO_TARGET_DIR/release/tug" bench controllers
   echo "== tug bench scheduler (release)"
   "$CARGO_TARGET_DIR/release/tug" bench scheduler
+  echo "== tug bench pods (release)"
+  "$CARGO_TARGET_DIR/release/tug" bench pods
 fi

@@ -691,10 +691,13 @@ mod tests {
         assert_eq!(s["code"], 500);
     }
 
+    /// The sizes a fake process was given.
+    type Resizes = Arc<parking_lot::Mutex<Vec<(u16, u16)>>>;
+
     /// A fake process: its output is given, its stdin is collected, resizes recorded.
     struct Fake {
         code: i32,
-        resized: Arc<parking_lot::Mutex<Vec<(u16, u16)>>>,
+        resized: Resizes,
         waited: Arc<AtomicBool>,
         stdin_done: tokio::sync::oneshot::Receiver<()>,
     }
@@ -716,7 +719,7 @@ mod tests {
     /// stderr, and exits with `code` once its stdin is closed.
     struct Echo {
         code: i32,
-        resized: Arc<parking_lot::Mutex<Vec<(u16, u16)>>>,
+        resized: Resizes,
         waited: Arc<AtomicBool>,
         fail: bool,
     }
@@ -814,8 +817,8 @@ mod tests {
         (out, err, status)
     }
 
-    fn echo(code: i32, fail: bool) -> (Echo, Arc<parking_lot::Mutex<Vec<(u16, u16)>>>) {
-        let resized = Arc::new(parking_lot::Mutex::new(vec![]));
+    fn echo(code: i32, fail: bool) -> (Echo, Resizes) {
+        let resized: Resizes = Arc::default();
         (
             Echo {
                 code,

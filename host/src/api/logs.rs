@@ -94,7 +94,7 @@ fn files_of(base: &Path) -> Vec<PathBuf> {
         }
     }
     // `.log.2` is older than `.log.1`.
-    rotated.sort_by(|a, b| b.0.cmp(&a.0));
+    rotated.sort_by_key(|r| std::cmp::Reverse(r.0));
     let mut v: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
     v.push(base.to_path_buf());
     v

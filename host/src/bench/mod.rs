@@ -18,6 +18,7 @@
 mod admission;
 mod api;
 mod controllers;
+mod pods;
 mod scheduler;
 
 pub use admission::AdmissionArgs;
@@ -74,6 +75,9 @@ pub enum BenchCmd {
     /// pods placed, then many pods created and scheduled; the default policy as Wasm and
     /// compiled natively.
     Scheduler(scheduler::SchedulerArgs),
+    /// Pod startup latency on a real node (create → Ready for pods whose image is
+    /// present), side by side with a bare `runc run` of the same image.
+    Pods(pods::PodsArgs),
 }
 
 pub async fn run(cmd: BenchCmd) -> Result<()> {
@@ -89,6 +93,7 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
         BenchCmd::Admission(args) => admission::bench_admission(args).await,
         BenchCmd::Controllers(args) => controllers::bench_controllers(args).await,
         BenchCmd::Scheduler(args) => scheduler::bench_scheduler(args).await,
+        BenchCmd::Pods(args) => pods::bench_pods(args).await,
     }
 }
 

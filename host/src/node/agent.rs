@@ -92,12 +92,16 @@ const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// The running agent; dropping it stops its loops (containers keep running).
 pub struct NodeAgent {
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    agent: Arc<Agent>,
 }
 
 impl Drop for NodeAgent {
     fn drop(&mut self) {
         for t in &self.tasks {
             t.abort();
+        }
+        for (_, w) in self.agent.worker_tasks.lock().drain() {
+            w.abort();
         }
     }
 }
@@ -108,6 +112,8 @@ struct Agent {
     runtime: Arc<Runtime>,
     cfg: AgentConfig,
     workers: Mutex<HashMap<String, watch::Sender<Option<Arc<Value>>>>>,
+    /// The pod workers' tasks (stopped with the agent; the containers keep running).
+    worker_tasks: Mutex<HashMap<String, tokio::task::AbortHandle>>,
     /// Per `(pod uid, container)`: restart back-off.
     backoff: Mutex<HashMap<(String, String), Backoff>>,
     /// Per `(pod uid, container)`: when the image may be pulled again after a failure
@@ -142,6 +148,7 @@ impl NodeAgent {
             host_ip: host_ip(),
             cfg,
             workers: Mutex::new(HashMap::new()),
+            worker_tasks: Mutex::new(HashMap::new()),
             backoff: Mutex::new(HashMap::new()),
             pull_backoff: Mutex::new(HashMap::new()),
             last_state: Mutex::new(HashMap::new()),
@@ -167,7 +174,7 @@ impl NodeAgent {
         let a = agent.clone();
         tasks.push(tokio::spawn(async move { a.pod_loop().await }));
         tracing::info!(node = %agent.cfg.node_name, "node agent started");
-        Ok(NodeAgent { tasks })
+        Ok(NodeAgent { tasks, agent })
     }
 }
 
@@ -418,7 +425,11 @@ impl Agent {
         let (tx, rx) = watch::channel(Some(pod));
         workers.insert(uid.clone(), tx);
         let me = self.clone();
-        tokio::spawn(async move { me.pod_worker(uid, rx).await });
+        let task = tokio::spawn({
+            let uid = uid.clone();
+            async move { me.pod_worker(uid, rx).await }
+        });
+        self.worker_tasks.lock().insert(uid, task.abort_handle());
     }
 
     async fn pod_worker(self: Arc<Self>, uid: String, mut rx: watch::Receiver<Option<Arc<Value>>>) {
@@ -433,6 +444,7 @@ impl Agent {
             };
             if done {
                 self.workers.lock().remove(&uid);
+                self.worker_tasks.lock().remove(&uid);
                 self.forget(&uid);
                 return;
             }
@@ -530,12 +542,13 @@ impl Agent {
                     "" => name.clone(),
                     h => h.to_string(),
                 };
-                match self.runtime.create_sandbox(&SandboxSpec {
+                let spec = SandboxSpec {
                     pod_uid: uid.clone(),
                     namespace: ns.clone(),
                     name: name.clone(),
                     hostname,
-                }) {
+                };
+                match blocking(&self.runtime, move |r| r.create_sandbox(&spec)).await {
                     Ok(s) => s,
                     Err(e) => {
                         self.event(
@@ -788,7 +801,12 @@ impl Agent {
             return;
         }
         self.last_state.lock().insert(key.clone(), last.clone());
-        if let Err(e) = self.runtime.remove_container(&last.id) {
+        if let Err(e) = blocking(&self.runtime, {
+            let id = last.id.clone();
+            move |r| r.remove_container(&id)
+        })
+        .await
+        {
             tracing::debug!(container = %last.id, error = %e, "removing the exited instance");
         }
         let dir = self
@@ -925,7 +943,12 @@ impl Agent {
             "Created",
             &format!("Created container {cname}"),
         );
-        match self.runtime.start_container(sandbox, &spec) {
+        let started = blocking(&self.runtime, {
+            let (sandbox, spec) = (sandbox.clone(), spec.clone());
+            move |r| r.start_container(&sandbox, &spec)
+        })
+        .await;
+        match started {
             Ok(()) => {
                 self.waiting.lock().remove(&key);
                 self.event(
@@ -1514,18 +1537,33 @@ impl Agent {
 
 /// Stops every container of pod `uid`, removes its sandbox, unmounts its root filesystems
 /// and removes its directory.
-async fn teardown(runtime: &Runtime, images: &ImageStore, data_dir: &std::path::Path, uid: &str) {
+async fn teardown(
+    runtime: &Arc<Runtime>,
+    images: &ImageStore,
+    data_dir: &std::path::Path,
+    uid: &str,
+) {
     for c in runtime.list(uid) {
         if c.state == ContainerState::Running
             && let Err(e) = runtime.stop_container(&c.id, Duration::from_secs(2)).await
         {
             tracing::warn!(container = %c.id, error = %e, "stopping a container");
         }
-        if let Err(e) = runtime.remove_container(&c.id) {
+        if let Err(e) = blocking(runtime, {
+            let id = c.id.clone();
+            move |r| r.remove_container(&id)
+        })
+        .await
+        {
             tracing::warn!(container = %c.id, error = %e, "removing a container");
         }
     }
-    if let Err(e) = runtime.remove_sandbox(uid) {
+    if let Err(e) = blocking(runtime, {
+        let uid = uid.to_string();
+        move |r| r.remove_sandbox(&uid)
+    })
+    .await
+    {
         tracing::warn!(pod_uid = %uid, error = %e, "removing the sandbox");
     }
     let dir = data_dir.join("pods").join(uid);
@@ -1595,6 +1633,18 @@ pub async fn reset(data_dir: &std::path::Path) -> anyhow::Result<usize> {
     }
     let _ = std::fs::remove_dir("/sys/fs/cgroup/tugboat");
     Ok(uids.len())
+}
+
+/// Runs a blocking runtime call (runc, mounts, waits of tens of milliseconds to seconds)
+/// off the async workers.
+async fn blocking<T: Send + 'static>(
+    runtime: &Arc<Runtime>,
+    f: impl FnOnce(&Runtime) -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
+    let r = runtime.clone();
+    tokio::task::spawn_blocking(move || f(&r))
+        .await
+        .map_err(|e| anyhow::anyhow!("a runtime call panicked: {e}"))?
 }
 
 fn b_secs(d: Duration) -> u64 {
