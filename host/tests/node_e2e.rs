@@ -496,3 +496,84 @@ fn probes_drive_readiness_and_restart_unhealthy_containers() {
     check_contains(&describe, "failed liveness probe, will be restarted");
     c.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
 }
+
+#[test]
+fn volumes_environment_and_streamed_logs() {
+    let (_registry, host, node) = setup();
+    let c = node.c();
+    let ns = unique("vol");
+    c.kubectl_ok(&["create", "namespace", &ns]);
+    c.kubectl_ok(&[
+        "create",
+        "configmap",
+        "-n",
+        &ns,
+        "cfg",
+        "--from-literal=greeting=hello from a configmap",
+    ]);
+    c.kubectl_ok(&[
+        "create",
+        "secret",
+        "generic",
+        "-n",
+        &ns,
+        "sec",
+        "--from-literal=token=s3cr3t",
+    ]);
+    let image = format!("{host}/busybox:1");
+    let mut p = bare_pod(
+        "reader",
+        &image,
+        "cat /cfg/greeting; echo; echo token=$TOKEN pod=$POD_NAME; echo scratch > /scratch/f && cat /scratch/f; \
+         i=0; while true; do echo tick-$i; i=$((i+1)); sleep 0.2; done",
+        json!({}),
+    );
+    p["spec"]["volumes"] = json!([
+        {"name": "cfg", "configMap": {"name": "cfg"}},
+        {"name": "scratch", "emptyDir": {}},
+    ]);
+    p["spec"]["containers"][0]["volumeMounts"] = json!([
+        {"name": "cfg", "mountPath": "/cfg", "readOnly": true},
+        {"name": "scratch", "mountPath": "/scratch"},
+    ]);
+    p["spec"]["containers"][0]["env"] = json!([
+        {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "token"}}},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+    ]);
+    c.kubectl_stdin_ok(&["apply", "-n", &ns, "-f", "-"], &p.to_string());
+    c.eventually(SETTLE, "the pod to run", || {
+        let p = get_json(c, &["pod", "-n", &ns, "reader"]);
+        (p["status"]["phase"] == "Running").then_some(())
+    });
+    let logs = c.eventually(SETTLE, "the first lines", || {
+        let l = c.kubectl_ok(&["logs", "-n", &ns, "reader"]);
+        l.contains("tick-0").then_some(l)
+    });
+    check_contains(&logs, "hello from a configmap");
+    check_contains(&logs, "token=s3cr3t pod=reader");
+    check_contains(&logs, "scratch");
+    // `--tail` and `-f`: the last line, then new ones as they are written.
+    let tail = c.kubectl_ok(&["logs", "-n", &ns, "reader", "--tail=1"]);
+    check_eq!(tail.lines().count(), 1, "{tail}");
+    let mut follow = c.kubectl_spawn(&["logs", "-n", &ns, "reader", "-f", "--tail=1"]);
+    let first = follow.wait_line(Duration::from_secs(20), "a first line", |l| {
+        l.starts_with("tick-")
+    });
+    let n: u64 = first
+        .trim_start_matches("tick-")
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    let later = format!("tick-{}", n + 5);
+    follow.wait_line(Duration::from_secs(20), "later lines streamed", |l| {
+        l.trim() == later
+    });
+    let ts = c.kubectl_ok(&["logs", "-n", &ns, "reader", "--tail=1", "--timestamps"]);
+    check!(
+        ts.split_whitespace()
+            .next()
+            .is_some_and(|t| t.ends_with('Z') && t.contains('T')),
+        "a timestamp first: {ts}"
+    );
+    c.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
+}

@@ -855,7 +855,12 @@ impl Agent {
             );
         }
         let started_pull = Instant::now();
-        let image = match self.images.ensure(&image_ref, policy, &[], &progress).await {
+        let auth = self.pull_secrets(pod).await;
+        let image = match self
+            .images
+            .ensure(&image_ref, policy, &auth, &progress)
+            .await
+        {
             Ok(i) => i,
             Err(e) => {
                 let (reason, message) = match &e {
@@ -964,6 +969,46 @@ impl Agent {
                 self.fail_start(pod, &key, "RunContainerError", &format!("{e:#}"));
             }
         }
+    }
+
+    /// Registry credentials from the pod's `imagePullSecrets` (`.dockerconfigjson` or
+    /// `.dockercfg` secrets of its namespace); missing secrets are skipped, as the kubelet does.
+    async fn pull_secrets(&self, pod: &Value) -> Vec<crate::runtime::image::RegistryAuth> {
+        let ns = str_at(pod, "/metadata/namespace");
+        let mut auth = Vec::new();
+        for r in pod
+            .pointer("/spec/imagePullSecrets")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+        {
+            let name = str_at(&r, "/name");
+            let Ok(Some(secret)) = self
+                .client
+                .get(&ApiResource::new("v1", "secrets"), Some(ns), name)
+                .await
+            else {
+                tracing::debug!(secret = %name, "imagePullSecret not found");
+                continue;
+            };
+            for key in [".dockerconfigjson", ".dockercfg"] {
+                if let Some(data) = secret
+                    .pointer(&format!(
+                        "/data/{}",
+                        key.replace('~', "~0").replace('/', "~1")
+                    ))
+                    .and_then(Value::as_str)
+                {
+                    use base64::Engine;
+                    if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(data) {
+                        auth.extend(
+                            crate::runtime::image::RegistryAuth::from_docker_config_json(&bytes),
+                        );
+                    }
+                }
+            }
+        }
+        auth
     }
 
     fn fail_start(&self, pod: &Value, key: &(String, String), reason: &str, message: &str) {
