@@ -173,6 +173,37 @@ impl NodeAgent {
         }));
         let a = agent.clone();
         tasks.push(tokio::spawn(async move { a.pod_loop().await }));
+        let a = agent.clone();
+        tasks.push(tokio::spawn(async move {
+            // As the kubelet's image GC (imageGCHighThresholdPercent 85): when the disk of
+            // the data dir is 85% full, the images no container uses are removed.
+            let mut tick = tokio::time::interval(Duration::from_secs(300));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let full = nix::sys::statvfs::statvfs(&a.cfg.data_dir)
+                    .ok()
+                    .is_some_and(|s| {
+                        s.blocks() > 0
+                            && (s.blocks() - s.blocks_available()) * 100 >= s.blocks() * 85
+                    });
+                if !full {
+                    continue;
+                }
+                let in_use: std::collections::HashSet<String> = a
+                    .images_of
+                    .lock()
+                    .values()
+                    .flat_map(|i| [i.id.clone(), i.digest.clone(), i.reference.clone()])
+                    .collect();
+                let images = a.images.clone();
+                match tokio::task::spawn_blocking(move || images.gc(&in_use)).await {
+                    Ok(Ok(report)) => tracing::debug!(?report, "image garbage collection"),
+                    Ok(Err(e)) => tracing::warn!(error = %e, "image garbage collection"),
+                    Err(e) => tracing::warn!(error = %e, "image garbage collection panicked"),
+                }
+            }
+        }));
         tracing::info!(node = %agent.cfg.node_name, "node agent started");
         Ok(NodeAgent { tasks, agent })
     }
@@ -213,6 +244,48 @@ fn machine_capacity(data_dir: &std::path::Path, max_pods: u32) -> Value {
         "pods": max_pods.to_string(),
         "ephemeral-storage": disk.to_string(),
     })
+}
+
+/// The kubelet's default hard eviction thresholds, as conditions: memory.available <
+/// 100Mi, nodefs.available < 10%, pid.available < 5% of pid_max.
+#[derive(Debug, Default, Clone, Copy)]
+struct Pressure {
+    memory: bool,
+    disk: bool,
+    pid: bool,
+}
+
+impl Pressure {
+    fn now(data_dir: &std::path::Path) -> Pressure {
+        let mem_available_kib: Option<u64> =
+            std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+                m.lines()
+                    .find(|l| l.starts_with("MemAvailable:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse().ok())
+            });
+        let disk = nix::sys::statvfs::statvfs(data_dir)
+            .ok()
+            .map(|s| (s.blocks_available(), s.blocks()));
+        let pid_max: Option<u64> = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+            .ok()
+            .and_then(|s| s.trim().parse().ok());
+        let pids = std::fs::read_dir("/proc").map_or(0, |d| {
+            d.flatten()
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .bytes()
+                        .all(|b| b.is_ascii_digit())
+                })
+                .count() as u64
+        });
+        Pressure {
+            memory: mem_available_kib.is_some_and(|k| k < 100 * 1024),
+            disk: disk.is_some_and(|(avail, total)| total > 0 && avail * 10 < total),
+            pid: pid_max.is_some_and(|m| m > 0 && (m - pids.min(m)) * 20 < m),
+        }
+    }
 }
 
 fn os_image() -> String {
@@ -280,6 +353,7 @@ impl Agent {
             Err(e) => return Err(e.into()),
         }
         let capacity = machine_capacity(&self.cfg.data_dir, self.cfg.max_pods);
+        let pressure = Pressure::now(&self.cfg.data_dir);
         let uts = nix::sys::utsname::uname().ok();
         let kernel = uts
             .as_ref()
@@ -292,9 +366,21 @@ impl Agent {
         let mut status = json!({"status": {
             "capacity": capacity, "allocatable": capacity,
             "conditions": [
-                cond("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-                cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-                cond("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+                if pressure.memory {
+                    cond("MemoryPressure", "True", "KubeletHasInsufficientMemory", "kubelet has insufficient memory available")
+                } else {
+                    cond("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available")
+                },
+                if pressure.disk {
+                    cond("DiskPressure", "True", "KubeletHasDiskPressure", "kubelet has disk pressure")
+                } else {
+                    cond("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure")
+                },
+                if pressure.pid {
+                    cond("PIDPressure", "True", "KubeletHasInsufficientPID", "kubelet has insufficient PID available")
+                } else {
+                    cond("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available")
+                },
                 cond("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
             ],
             "addresses": [{"type": "InternalIP", "address": self.host_ip}, {"type": "Hostname", "address": name}],
