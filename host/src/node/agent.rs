@@ -246,8 +246,9 @@ fn machine_capacity(data_dir: &std::path::Path, max_pods: u32) -> Value {
     })
 }
 
-/// The kubelet's default hard eviction thresholds, as conditions: memory.available <
-/// 100Mi, nodefs.available < 10%, pid.available < 5% of pid_max.
+/// Hard eviction thresholds, as conditions: memory.available < 100Mi and pid.available <
+/// 5% of pid_max (the kubelet's defaults), nodefs.available < 1Gi (the kubelet's default is
+/// 10%, which small machines with large shared disks are below all the time).
 #[derive(Debug, Default, Clone, Copy)]
 struct Pressure {
     memory: bool,
@@ -264,9 +265,6 @@ impl Pressure {
                     .and_then(|l| l.split_whitespace().nth(1))
                     .and_then(|v| v.parse().ok())
             });
-        let disk = nix::sys::statvfs::statvfs(data_dir)
-            .ok()
-            .map(|s| (s.blocks_available(), s.blocks()));
         let pid_max: Option<u64> = std::fs::read_to_string("/proc/sys/kernel/pid_max")
             .ok()
             .and_then(|s| s.trim().parse().ok());
@@ -282,7 +280,9 @@ impl Pressure {
         });
         Pressure {
             memory: mem_available_kib.is_some_and(|k| k < 100 * 1024),
-            disk: disk.is_some_and(|(avail, total)| total > 0 && avail * 10 < total),
+            disk: nix::sys::statvfs::statvfs(data_dir)
+                .ok()
+                .is_some_and(|s| s.blocks_available().saturating_mul(s.fragment_size()) < 1 << 30),
             pid: pid_max.is_some_and(|m| m > 0 && (m - pids.min(m)) * 20 < m),
         }
     }
