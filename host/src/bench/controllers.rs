@@ -20,8 +20,9 @@ pub struct ControllersArgs {
     /// Replicas of each.
     #[arg(long, default_value_t = 10)]
     pub replicas: usize,
-    /// Simulated nodes.
-    #[arg(long, default_value_t = 10)]
+    /// Simulated nodes. Each takes 110 pods (the kubelet's default), and the scheduler
+    /// respects that: 10,000 pods need at least 91 nodes.
+    #[arg(long, default_value_t = 100)]
     pub nodes: usize,
     /// Connections creating Deployments.
     #[arg(long, default_value_t = 16)]
