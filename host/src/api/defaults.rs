@@ -1153,6 +1153,12 @@ impl Quantity {
         }
     }
 
+    /// The value in whole units, rounded up (`Value`).
+    pub fn value_rounded_up(&self) -> Option<i128> {
+        let m = self.milli_value()?;
+        Some(m.div_euclid(1000) + i128::from(m.rem_euclid(1000) != 0))
+    }
+
     /// The value in thousandths, rounded up (`MilliValue`).
     pub fn milli_value(&self) -> Option<i128> {
         let mut q = self.clone();

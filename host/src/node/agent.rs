@@ -1202,46 +1202,26 @@ impl Agent {
                         .to_string()
                     }
                 }
-            } else if let Some(r) = e.pointer("/valueFrom/configMapKeyRef") {
+            } else if let Some((r, secret)) = e
+                .pointer("/valueFrom/configMapKeyRef")
+                .map(|r| (r, false))
+                .or_else(|| e.pointer("/valueFrom/secretKeyRef").map(|r| (r, true)))
+            {
+                let (name, key) = (str_at(r, "/name"), str_at(r, "/key"));
+                let (resource, what) = if secret {
+                    ("secrets", "secret")
+                } else {
+                    ("configmaps", "configmap")
+                };
                 let obj = self
                     .client
-                    .get(
-                        &ApiResource::new("v1", "configmaps"),
-                        Some(ns),
-                        str_at(r, "/name"),
-                    )
+                    .get(&ApiResource::new("v1", resource), Some(ns), name)
                     .await?;
                 obj.as_ref()
-                    .and_then(|o| o.pointer(&format!("/data/{}", str_at(r, "/key"))))
+                    .and_then(|o| o.pointer(&format!("/data/{key}")))
                     .and_then(Value::as_str)
-                    .map(str::to_string)
-                    .ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "configmap {:?} has no key {:?}",
-                            str_at(r, "/name"),
-                            str_at(r, "/key")
-                        )
-                    })?
-            } else if let Some(r) = e.pointer("/valueFrom/secretKeyRef") {
-                let obj = self
-                    .client
-                    .get(
-                        &ApiResource::new("v1", "secrets"),
-                        Some(ns),
-                        str_at(r, "/name"),
-                    )
-                    .await?;
-                obj.as_ref()
-                    .and_then(|o| o.pointer(&format!("/data/{}", str_at(r, "/key"))))
-                    .and_then(Value::as_str)
-                    .map(decode_b64)
-                    .ok_or_else(|| {
-                        anyhow::anyhow!(
-                            "secret {:?} has no key {:?}",
-                            str_at(r, "/name"),
-                            str_at(r, "/key")
-                        )
-                    })?
+                    .map(|v| if secret { decode_b64(v) } else { v.to_string() })
+                    .ok_or_else(|| anyhow::anyhow!("{what} {name:?} has no key {key:?}"))?
             } else {
                 String::new()
             };

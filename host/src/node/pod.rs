@@ -70,11 +70,10 @@ pub fn expand(s: &str, env: &[(String, String)]) -> String {
 /// CPU in milli-units and memory in bytes of a resource list entry.
 fn quantity(v: Option<&Value>, milli: bool) -> Option<i64> {
     let q = Quantity::from_value(v?)?;
-    let m = q.milli_value()?;
     let units = if milli {
-        m
+        q.milli_value()?
     } else {
-        m.div_euclid(1000) + i128::from(m.rem_euclid(1000) != 0)
+        q.value_rounded_up()?
     };
     i64::try_from(units).ok()
 }

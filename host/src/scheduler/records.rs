@@ -49,13 +49,13 @@ fn amount(v: &Value, milli: bool) -> i64 {
     let Some(q) = Quantity::from_value(v) else {
         return 0;
     };
-    let Some(m) = q.milli_value() else {
-        return i64::MAX;
-    };
     let units = if milli {
-        m
+        q.milli_value()
     } else {
-        m.div_euclid(1000) + i128::from(m.rem_euclid(1000) != 0)
+        q.value_rounded_up()
+    };
+    let Some(units) = units else {
+        return i64::MAX;
     };
     i64::try_from(units).unwrap_or(if units < 0 { 0 } else { i64::MAX })
 }
