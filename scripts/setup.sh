@@ -42,6 +42,10 @@ fi
 need_rt=()
 command -v runc >/dev/null || need_rt+=(runc)
 dpkg -s busybox-static >/dev/null 2>&1 || need_rt+=(busybox-static)
+# Networking (issue 7): nft programs the Service proxy's rules (the nftables crate drives it
+# with JSON); Debian's CNI plugins (bridge, host-local, portmap) back the CNI adapter tests.
+command -v nft >/dev/null || need_rt+=(nftables)
+[[ -x /usr/lib/cni/bridge ]] || need_rt+=(containernetworking-plugins)
 if ((${#need_rt[@]})); then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

@@ -11,6 +11,7 @@ pub mod bench;
 pub mod builtin;
 pub mod cli;
 pub mod engine;
+pub mod network;
 pub mod node;
 pub mod plugin;
 pub mod runtime;

@@ -1,0 +1,1 @@
+//! The pod network (see the parent module).

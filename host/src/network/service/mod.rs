@@ -1,0 +1,1 @@
+//! Services on the node (see the parent module).
