@@ -45,6 +45,10 @@ enum Cmd {
         #[arg(long)]
         node_agent: bool,
     },
+    /// Join a cluster as a Node: run its pods' containers here (native runtime, runc),
+    /// talking to the API server at --server with the join token the server wrote to
+    /// `<data-dir>/node-token`.
+    Agent(tugboat::cli::agent::AgentArgs),
     /// Benchmarks that print their figures.
     Bench {
         #[command(subcommand)]
@@ -125,12 +129,16 @@ fn main() -> Result<()> {
                     running.addr,
                     running.kubeconfig.display()
                 );
+                if running.node_token_created {
+                    println!("tug server: node join token: {}", running.node_token);
+                }
                 tokio::select! {
                     r = running.serve => r??,
                     _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
                 }
                 Ok(())
             }
+            Cmd::Agent(args) => tugboat::cli::agent::run(args).await,
             Cmd::Bench { which } => tugboat::bench::run(which).await,
             Cmd::Plugin { cmd } => tugboat::cli::plugin::run(cmd).await,
             Cmd::Image { cmd } => tugboat::runtime::image::cli::run(cmd).await,

@@ -58,6 +58,10 @@ pub struct Running {
     pub agent: Option<crate::node::agent::NodeAgent>,
     /// The hollow nodes, if any (they stop when dropped).
     pub simulated: Option<crate::node::simulated::SimulatedNodes>,
+    /// The node join token (`<data-dir>/node-token`) for `tug agent --token`.
+    pub node_token: String,
+    /// Whether this start created the node join token (the first start).
+    pub node_token_created: bool,
 }
 
 /// Start everything and return once the API is listening.
@@ -72,6 +76,8 @@ pub async fn start(opts: ServerOptions) -> Result<Running> {
         .with_context(|| format!("opening the store in {}", opts.data_dir.display()))?;
     let (listener, addr) = server::bind(opts.listen).await?;
     let creds = api::pki::ensure(&opts.data_dir, &addr)?;
+    let (node_token, node_token_created) =
+        api::pki::ensure_node_token(&opts.data_dir, &creds.ca_pem)?;
     let config = ApiConfig {
         advertise_address: addr.to_string(),
         data_dir: Some(opts.data_dir.clone()),
@@ -85,6 +91,9 @@ pub async fn start(opts: ServerOptions) -> Result<Running> {
     api.ensure_kubernetes_service()
         .await
         .context("creating the kubernetes Service")?;
+    api.ensure_dns_service()
+        .await
+        .context("creating the kube-dns Service")?;
     api.ensure_plugin_crd()
         .await
         .context("installing the Plugin CRD")?;
@@ -122,8 +131,17 @@ pub async fn start(opts: ServerOptions) -> Result<Running> {
     };
     api.spawn_plugin_loop();
     let auth = server::Auth {
-        tokens: Arc::new(vec![creds.admin_token.clone()]),
+        // Node agents (`tug agent`) authenticate with the join token's secret.
+        tokens: Arc::new(vec![creds.admin_token.clone(), node_token.secret.clone()]),
     };
+    // `kubectl logs`/`exec` of pods on remote node agents are relayed to their endpoints.
+    api.set_node_proxy(
+        api::proxy::NodeProxy::new(
+            &api::pki::ensure_node_ca(&opts.data_dir)?.0,
+            &node_token.secret,
+        )
+        .context("configuring the node proxy")?,
+    );
     let router = server::router(api.clone(), auth);
     let acceptor = server::tls_acceptor(&creds.cert_pem, &creds.key_pem)?;
     let serve = tokio::spawn(server::serve_tls(listener, acceptor, router));
@@ -146,17 +164,7 @@ pub async fn start(opts: ServerOptions) -> Result<Running> {
         None
     };
     let agent = if opts.node_agent {
-        let images = crate::runtime::image::ImageStore::open(
-            &opts.data_dir.join("images"),
-            crate::runtime::image::RegistriesConfig::load(&opts.data_dir.join("registries.yaml"))
-                .context("reading registries.yaml")?,
-        )
-        .context("opening the image store")?;
-        let runtime = crate::runtime::container::Runtime::new(
-            crate::node::agent::runtime_config(&opts.data_dir)
-                .context("configuring the container runtime")?,
-        )
-        .context("starting the container runtime")?;
+        let (images, runtime) = node_runtime(&opts.data_dir)?;
         let client = Arc::new(crate::api::client::LocalClient::new(api.clone(), "kubelet"));
         let agent_cfg = crate::node::agent::AgentConfig::new(opts.data_dir.clone());
         // `kubectl exec` into this node's containers.
@@ -181,5 +189,29 @@ pub async fn start(opts: ServerOptions) -> Result<Running> {
         scheduler,
         agent,
         simulated,
+        node_token: node_token.render(),
+        node_token_created,
     })
+}
+
+/// The image store and the container runtime of the node agent whose data dir is
+/// `data_dir` (`tug server --node-agent`, `tug agent`).
+pub fn node_runtime(
+    data_dir: &std::path::Path,
+) -> Result<(
+    Arc<crate::runtime::image::ImageStore>,
+    Arc<crate::runtime::container::Runtime>,
+)> {
+    let images = crate::runtime::image::ImageStore::open(
+        &data_dir.join("images"),
+        crate::runtime::image::RegistriesConfig::load(&data_dir.join("registries.yaml"))
+            .context("reading registries.yaml")?,
+    )
+    .context("opening the image store")?;
+    let runtime = crate::runtime::container::Runtime::new(
+        crate::node::agent::runtime_config(data_dir)
+            .context("configuring the container runtime")?,
+    )
+    .context("starting the container runtime")?;
+    Ok((images, runtime))
 }

@@ -15,6 +15,7 @@ use crate::store::{StoreError, WriteOp};
 
 const IP_PREFIX: &str = "/registry/ranges/serviceips/";
 const PORT_PREFIX: &str = "/registry/ranges/servicenodeports/";
+const POD_CIDR_PREFIX: &str = "/registry/ranges/podcidrs/";
 
 /// What one Service holds.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -41,6 +42,12 @@ impl Api {
     pub fn kubernetes_service_ip(&self) -> Ipv4Addr {
         let (base, _) = self.config.service_cidr;
         Ipv4Addr::from(u32::from(base) + 1)
+    }
+
+    /// The cluster DNS address (`kube-dns`): the tenth address of the service range.
+    pub fn cluster_dns_ip(&self) -> Ipv4Addr {
+        let (base, _) = self.config.service_cidr;
+        Ipv4Addr::from(u32::from(base) + 10)
     }
 
     async fn reserve(&self, key: String, owner: &str) -> Result<bool, ApiError> {
@@ -229,6 +236,83 @@ impl Api {
                 keys.push(format!("{PORT_PREFIX}{n}"));
             }
         }
+        Allocation { keys }
+    }
+
+    /// Give a new Node its pod range (`spec.podCIDR(s)`): the first free block of
+    /// [`ApiConfig::node_cidr_mask`](super::ApiConfig) bits in the cluster CIDR, reserved in
+    /// the store as the node-ipam controller of kube-controller-manager does it. A Node that
+    /// names its own range keeps it (and reserves it); hollow nodes
+    /// (`tugboat.dev/simulated=true`) run no pod network and get none; when the cluster CIDR
+    /// is used up the Node is created without one (Kubernetes records `CIDRNotAvailable`).
+    pub async fn allocate_node_cidr(&self, node: &mut Value) -> ApiResult<Allocation> {
+        let mut alloc = Allocation::default();
+        if node
+            .pointer("/metadata/labels/tugboat.dev~1simulated")
+            .and_then(Value::as_str)
+            == Some("true")
+        {
+            return Ok(alloc);
+        }
+        let owner = format!("node/{}", meta_str(node, "name"));
+        if let Some(own) = node
+            .pointer("/spec/podCIDR")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+        {
+            let key = format!("{POD_CIDR_PREFIX}{}", own.replace('/', "_"));
+            if self.reserve(key.clone(), &owner).await? {
+                alloc.keys.push(key);
+            }
+            return Ok(alloc);
+        }
+        let (base, prefix) = self.config.cluster_cidr;
+        let mask = self.config.node_cidr_mask;
+        if mask < prefix || mask > 30 {
+            return Ok(alloc);
+        }
+        let blocks = 1u64 << (mask - prefix);
+        let taken: std::collections::HashSet<String> = self
+            .store
+            .list(POD_CIDR_PREFIX, None, 0)
+            .await
+            .map_err(|e| ApiError::internal(format!("allocating a pod CIDR: {e}")))?
+            .items
+            .into_iter()
+            .map(|kv| kv.key)
+            .collect();
+        for i in 0..blocks {
+            let start = u32::from(base) + ((i as u32) << (32 - mask));
+            let cidr = format!("{}/{mask}", Ipv4Addr::from(start));
+            let key = format!("{POD_CIDR_PREFIX}{}", cidr.replace('/', "_"));
+            if taken.contains(&key) {
+                continue;
+            }
+            if self.reserve(key.clone(), &owner).await? {
+                alloc.keys.push(key);
+                if let Some(spec) = node
+                    .as_object_mut()
+                    .map(|o| o.entry("spec").or_insert_with(|| json!({})))
+                    .and_then(Value::as_object_mut)
+                {
+                    spec.insert("podCIDR".into(), json!(cidr));
+                    spec.insert("podCIDRs".into(), json!([cidr]));
+                }
+                return Ok(alloc);
+            }
+        }
+        tracing::warn!(node = %meta_str(node, "name"), "no pod CIDR left in the cluster CIDR");
+        Ok(alloc)
+    }
+
+    /// The pod range a stored Node holds.
+    pub fn node_allocation_of(node: &Value) -> Allocation {
+        let keys = node
+            .pointer("/spec/podCIDR")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(|c| vec![format!("{POD_CIDR_PREFIX}{}", c.replace('/', "_"))])
+            .unwrap_or_default();
         Allocation { keys }
     }
 

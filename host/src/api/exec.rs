@@ -99,6 +99,13 @@ pub trait ExecProvider: Send + Sync + 'static {
 #[derive(Default)]
 pub struct ExecSlot(RwLock<Option<Arc<dyn ExecProvider>>>);
 
+impl ExecSlot {
+    /// Whether the registered provider runs the pods of Node `node`.
+    pub fn serves(&self, node: &str) -> bool {
+        self.0.read().as_ref().is_some_and(|p| p.serves(node))
+    }
+}
+
 impl Api {
     /// Registers what runs `pods/exec` commands (the node agent's runtime).
     pub fn set_exec_provider(&self, provider: Arc<dyn ExecProvider>) {
@@ -300,43 +307,103 @@ impl Api {
             .pointer("/spec/nodeName")
             .and_then(Value::as_str)
             .unwrap_or("");
-        let provider = self
-            .exec_provider()
-            .filter(|p| p.serves(node))
-            .ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "pod {} is on node {node:?}, which has no node agent in this server: \
-                     commands cannot run in its containers",
-                    req.pod
-                ))
-            })?;
-        let ws = ws.map_err(|e| {
-            ApiError::bad_request(format!(
-                "exec needs a WebSocket upgrade with subprotocol {V5} or {V4} \
-                 (SPDY is not supported): {}",
-                e.body_text()
-            ))
-        })?;
-        let ws = ws.protocols(PROTOCOLS);
-        let v5 = match ws.selected_protocol().and_then(|p| p.to_str().ok()) {
-            Some(V5) => true,
-            Some(_) => false,
-            None => {
-                let offered: Vec<String> = ws
-                    .requested_protocols()
-                    .filter_map(|p| p.to_str().ok().map(str::to_string))
-                    .collect();
-                return Err(ApiError::bad_request(format!(
-                    "none of the offered subprotocols {offered:?} is supported: {}",
-                    PROTOCOLS.join(", ")
-                )));
+        let provider = self.exec_provider().filter(|p| p.serves(node));
+        let Some(provider) = provider else {
+            // A pod of another machine's node agent: relay the session to its endpoint.
+            if let Some((proxy, endpoint)) = self.remote_node(node).await {
+                let (ws, v5) = negotiate(ws)?;
+                let protocol = if v5 { V5 } else { V4 };
+                let upstream = proxy
+                    .exec(&endpoint, &req, raw.as_deref().unwrap_or(""), protocol)
+                    .await?;
+                tracing::debug!(pod = %req.pod, container = %req.container, node, "exec relayed to the node");
+                return Ok(ws.on_upgrade(move |socket| super::proxy::relay(socket, upstream)));
             }
+            return Err(ApiError::bad_request(format!(
+                "pod {} is on node {node:?}, which has no node agent in this server: \
+                 commands cannot run in its containers",
+                req.pod
+            )));
         };
-        tracing::debug!(pod = %req.pod, container = %req.container, command = ?req.command, tty = req.tty, "exec");
-        Ok(ws.on_upgrade(move |socket| async move {
-            let (sink, stream) = socket.split();
-            run_session(sink, stream, provider, req, Channels { stdout, stderr, v5 }).await;
-        }))
+        start_session(ws, provider, req, stdout, stderr)
+    }
+}
+
+/// Accepts the WebSocket upgrade with one of [`PROTOCOLS`]: the upgrade and whether it is
+/// v5.
+fn negotiate(
+    ws: Result<WebSocketUpgrade, rejection::WebSocketUpgradeRejection>,
+) -> ApiResult<(WebSocketUpgrade, bool)> {
+    let ws = ws.map_err(|e| {
+        ApiError::bad_request(format!(
+            "exec needs a WebSocket upgrade with subprotocol {V5} or {V4} \
+             (SPDY is not supported): {}",
+            e.body_text()
+        ))
+    })?;
+    let ws = ws.protocols(PROTOCOLS);
+    let v5 = match ws.selected_protocol().and_then(|p| p.to_str().ok()) {
+        Some(V5) => true,
+        Some(_) => false,
+        None => {
+            let offered: Vec<String> = ws
+                .requested_protocols()
+                .filter_map(|p| p.to_str().ok().map(str::to_string))
+                .collect();
+            return Err(ApiError::bad_request(format!(
+                "none of the offered subprotocols {offered:?} is supported: {}",
+                PROTOCOLS.join(", ")
+            )));
+        }
+    };
+    Ok((ws, v5))
+}
+
+/// Upgrades and runs `req` with `provider` over the WebSocket.
+fn start_session(
+    ws: Result<WebSocketUpgrade, rejection::WebSocketUpgradeRejection>,
+    provider: Arc<dyn ExecProvider>,
+    req: ExecRequest,
+    stdout: bool,
+    stderr: bool,
+) -> ApiResult<Response> {
+    let (ws, v5) = negotiate(ws)?;
+    tracing::debug!(pod = %req.pod, container = %req.container, command = ?req.command, tty = req.tty, "exec");
+    Ok(ws.on_upgrade(move |socket| async move {
+        let (sink, stream) = socket.split();
+        run_session(sink, stream, provider, req, Channels { stdout, stderr, v5 }).await;
+    }))
+}
+
+/// A node's side of a relayed exec (`crate::node::server`): the API server already checked
+/// the pod and chose the container instance (`namespace`, `pod`, `uid`, `container`,
+/// `restart_count`); `raw` is the client's query (`command`, `stdin`, `stdout`, `stderr`,
+/// `tty`).
+pub fn serve_on_node(
+    provider: Arc<dyn ExecProvider>,
+    instance: (String, String, String, String, u32),
+    raw: Option<&str>,
+    ws: Result<WebSocketUpgrade, rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let (namespace, pod, uid, container, restart_count) = instance;
+    let opts = match ExecOptions::parse(raw) {
+        Ok(o) => o,
+        Err(e) => return e.into_response(),
+    };
+    let (stdout, stderr) = (opts.stdout, opts.stderr);
+    let req = ExecRequest {
+        namespace,
+        pod,
+        uid,
+        container,
+        restart_count,
+        command: opts.command,
+        tty: opts.tty,
+        stdin: opts.stdin,
+    };
+    match start_session(ws, provider, req, stdout, stderr) {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
     }
 }
 

@@ -878,11 +878,10 @@ impl Api {
                 warnings,
             });
         }
-        let is_service = t.rt.kind == "Service" && !t.rt.is_custom();
-        let allocation = if is_service {
-            self.allocate_service(&mut obj).await?
-        } else {
-            Default::default()
+        let allocation = match (t.rt.kind.as_str(), t.rt.group.as_str(), t.rt.is_custom()) {
+            ("Service", "", false) => self.allocate_service(&mut obj).await?,
+            ("Node", "", false) => self.allocate_node_cidr(&mut obj).await?,
+            _ => Default::default(),
         };
         let written = match encode_for_store(&obj) {
             Ok(value) => self
@@ -920,6 +919,9 @@ impl Api {
         self.after_write(rt);
         if rt.kind == "Service" && !rt.is_custom() {
             self.release(&Api::allocation_of(obj)).await;
+        }
+        if rt.kind == "Node" && rt.group.is_empty() && !rt.is_custom() {
+            self.release(&Api::node_allocation_of(obj)).await;
         }
     }
 

@@ -117,6 +117,52 @@ impl Api {
         Ok(())
     }
 
+    /// The `kube-dns` Service in `kube-system` at [`Api::cluster_dns_ip`] (the tenth address
+    /// of the service range, as kubeadm and k3s place it), with the DNS ports. It has no
+    /// selector: each node answers it with its own DNS server (`network::service::dns`), so
+    /// it is annotated `tugboat.dev/node-local-dns` and the Service proxy leaves it alone.
+    pub async fn ensure_dns_service(&self) -> anyhow::Result<()> {
+        let catalog = self.registry.snapshot();
+        let Some(svc_rt) = catalog.lookup("", "v1", "services") else {
+            anyhow::bail!("services are not served");
+        };
+        if self
+            .store
+            .get("/registry/core/services/kube-system/kube-dns")
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
+        let q = Query {
+            field_manager: Some("kube-apiserver".into()),
+            ..Default::default()
+        };
+        let h = axum::http::HeaderMap::new();
+        let svc = Target {
+            rt: svc_rt,
+            namespace: Some("kube-system".into()),
+            name: None,
+            subresource: None,
+        };
+        let body = json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "kube-dns", "namespace": "kube-system",
+                "labels": {"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS"},
+                "annotations": {"tugboat.dev/node-local-dns": "true"}},
+            "spec": {"type": "ClusterIP", "clusterIP": self.cluster_dns_ip().to_string(),
+                "ports": [
+                    {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                    {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}],
+                "sessionAffinity": "None"},
+        });
+        match self.create(&svc, body, &q, &h).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.reason == "AlreadyExists" => Ok(()),
+            Err(e) => anyhow::bail!("creating the kube-dns Service: {e}"),
+        }
+    }
+
     /// Rebuild the catalog from the stored CRDs.
     pub async fn reload_crds(&self) -> anyhow::Result<()> {
         let page = self

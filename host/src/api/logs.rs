@@ -100,154 +100,243 @@ fn files_of(base: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// The container instance whose log a request reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogTarget {
+    pub namespace: String,
+    pub pod: String,
+    pub uid: String,
+    pub container: String,
+    /// The instance (the container's restart count when it ran).
+    pub instance: u64,
+}
+
+impl LogTarget {
+    /// The instance's CRI log file under the node agent's data dir.
+    pub fn path(&self, data_dir: &Path) -> PathBuf {
+        data_dir
+            .join("logs")
+            .join(format!("{}_{}_{}", self.namespace, self.pod, self.uid))
+            .join(&self.container)
+            .join(format!("{}.log", self.instance))
+    }
+}
+
+/// Which container instance `pods/NAME/log` with `q` reads, from the pod's spec and
+/// status (the errors are kubectl's).
+pub fn plan(pod: &Value, q: &Query) -> ApiResult<LogTarget> {
+    let name = pod
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let ns = pod
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let uid = pod
+        .pointer("/metadata/uid")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let names: Vec<String> = ["/spec/initContainers", "/spec/containers"]
+        .iter()
+        .filter_map(|p| pod.pointer(p).and_then(Value::as_array))
+        .flatten()
+        .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_string))
+        .collect();
+    let app: Vec<&String> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c.get("name").and_then(Value::as_str))
+                .filter_map(|n| names.iter().find(|m| *m == n))
+                .collect()
+        })
+        .unwrap_or_default();
+    let container = match &q.container {
+        Some(c) if names.contains(c) => c.clone(),
+        Some(c) => {
+            return Err(ApiError::bad_request(format!(
+                "container {c} is not valid for pod {name}"
+            )));
+        }
+        None if app.len() == 1 => app[0].clone(),
+        None => {
+            return Err(ApiError::bad_request(format!(
+                "a container name must be specified for pod {name}, choose one of: [{}]",
+                app.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
+            )));
+        }
+    };
+    let status = ["/status/containerStatuses", "/status/initContainerStatuses"]
+        .iter()
+        .filter_map(|p| pod.pointer(p).and_then(Value::as_array))
+        .flatten()
+        .find(|s| s.get("name").and_then(Value::as_str) == Some(container.as_str()))
+        .cloned();
+    let Some(status) = status else {
+        return Err(ApiError::bad_request(format!(
+            "container \"{container}\" in pod \"{name}\" is waiting to start: ContainerCreating"
+        )));
+    };
+    let restarts = status
+        .get("restartCount")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    let instance = if truthy(&q.previous) {
+        if restarts == 0 {
+            return Err(ApiError::bad_request(format!(
+                "previous terminated container \"{container}\" in pod \"{name}\" not found"
+            )));
+        }
+        restarts - 1
+    } else {
+        restarts
+    };
+    if !truthy(&q.previous)
+        && let Some(w) = status.pointer("/state/waiting")
+        && status.get("containerID").is_none()
+    {
+        let reason = w.get("reason").and_then(Value::as_str).unwrap_or("");
+        return Err(ApiError::bad_request(format!(
+            "container \"{container}\" in pod \"{name}\" is waiting to start: {reason}"
+        )));
+    }
+    Ok(LogTarget {
+        namespace: ns,
+        pod: name,
+        uid,
+        container,
+        instance,
+    })
+}
+
+/// The options of `q` a node's endpoint needs once the instance is chosen (`follow`,
+/// `tailLines`, `sinceSeconds`, `sinceTime`, `timestamps`, `limitBytes`), as query pairs.
+pub fn forwarded_options(q: &Query) -> Vec<(&'static str, String)> {
+    let mut v = vec![];
+    if truthy(&q.follow) && !truthy(&q.previous) {
+        v.push(("follow", "true".to_string()));
+    }
+    for (k, o) in [
+        ("tailLines", &q.tail_lines),
+        ("sinceSeconds", &q.since_seconds),
+        ("sinceTime", &q.since_time),
+        ("timestamps", &q.timestamps),
+        ("limitBytes", &q.limit_bytes),
+    ] {
+        if let Some(x) = o {
+            v.push((k, x.clone()));
+        }
+    }
+    v
+}
+
+/// Serves the log of `target` from the files under `data_dir` with `q`'s options
+/// (`previous` and `container` are already resolved into `target`); with `follow`, new
+/// lines stream until `running` says the instance ended.
+pub fn serve_files<F, Fut>(
+    data_dir: &Path,
+    target: &LogTarget,
+    q: &Query,
+    running: F,
+) -> ApiResult<Response>
+where
+    F: Fn() -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let base = target.path(data_dir);
+    let timestamps = truthy(&q.timestamps);
+    let since = match (&q.since_seconds, &q.since_time) {
+        (Some(s), _) => {
+            let secs: i64 = s.parse().map_err(|_| {
+                ApiError::bad_request(format!("sinceSeconds: {s:?} is not a number"))
+            })?;
+            jiff::Timestamp::now()
+                .checked_sub(jiff::SignedDuration::from_secs(secs))
+                .ok()
+        }
+        (None, Some(t)) => Some(t.parse::<jiff::Timestamp>().map_err(|e| {
+            ApiError::bad_request(format!("sinceTime: {t:?} is not an RFC 3339 time: {e}"))
+        })?),
+        _ => None,
+    };
+    let tail: Option<usize> = match &q.tail_lines {
+        Some(n) => Some(
+            n.parse()
+                .map_err(|_| ApiError::bad_request(format!("tailLines: {n:?} is not a number")))?,
+        ),
+        None => None,
+    };
+    let limit: Option<usize> = match &q.limit_bytes {
+        Some(n) => Some(
+            n.parse()
+                .map_err(|_| ApiError::bad_request(format!("limitBytes: {n:?} is not a number")))?,
+        ),
+        None => None,
+    };
+    let mut content = String::new();
+    for f in files_of(&base) {
+        if let Ok(s) = std::fs::read_to_string(&f) {
+            content.push_str(&s);
+        }
+    }
+    let mut lines = render(&content, timestamps, since);
+    if let Some(n) = tail {
+        let skip = lines.len().saturating_sub(n);
+        lines.drain(..skip);
+    }
+    let mut first: String = lines.concat();
+    if let Some(l) = limit {
+        first.truncate(l);
+    }
+    let follow = truthy(&q.follow) && !truthy(&q.previous);
+    let response = Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/plain");
+    if !follow {
+        return response
+            .body(Body::from(first))
+            .map_err(|e| ApiError::internal(e.to_string()));
+    }
+    // Follow: send what is there, then what is appended, until the instance ends.
+    let offset = std::fs::metadata(&base).map(|m| m.len()).unwrap_or(0);
+    let stream = async_stream(first, base, offset, timestamps, running);
+    response
+        .body(Body::from_stream(stream))
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
 impl Api {
-    /// Serves `pods/NAME/log`.
+    /// Serves `pods/NAME/log`: from this server's data dir (its node agent's logs), or
+    /// relayed to the endpoint of the remote node agent the pod runs on.
     pub async fn pod_log(self: &Arc<Self>, t: &Target, q: &Query) -> ApiResult<Response> {
         let pod = self.get_object(t).await?;
-        let name = t.name().to_string();
-        let ns = t.namespace.clone().unwrap_or_default();
-        let uid = pod
-            .pointer("/metadata/uid")
+        let target = plan(&pod, q)?;
+        let node = pod
+            .pointer("/spec/nodeName")
             .and_then(Value::as_str)
             .unwrap_or("");
-        let names: Vec<String> = ["/spec/initContainers", "/spec/containers"]
-            .iter()
-            .filter_map(|p| pod.pointer(p).and_then(Value::as_array))
-            .flatten()
-            .filter_map(|c| c.get("name").and_then(Value::as_str).map(str::to_string))
-            .collect();
-        let app: Vec<&String> = pod
-            .pointer("/spec/containers")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|c| c.get("name").and_then(Value::as_str))
-                    .filter_map(|n| names.iter().find(|m| *m == n))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let container = match &q.container {
-            Some(c) if names.contains(c) => c.clone(),
-            Some(c) => {
-                return Err(ApiError::bad_request(format!(
-                    "container {c} is not valid for pod {name}"
-                )));
-            }
-            None if app.len() == 1 => app[0].clone(),
-            None => {
-                return Err(ApiError::bad_request(format!(
-                    "a container name must be specified for pod {name}, choose one of: [{}]",
-                    app.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
-                )));
-            }
-        };
-        let status = ["/status/containerStatuses", "/status/initContainerStatuses"]
-            .iter()
-            .filter_map(|p| pod.pointer(p).and_then(Value::as_array))
-            .flatten()
-            .find(|s| s.get("name").and_then(Value::as_str) == Some(container.as_str()))
-            .cloned();
-        let Some(status) = status else {
-            return Err(ApiError::bad_request(format!(
-                "container \"{container}\" in pod \"{name}\" is waiting to start: ContainerCreating"
-            )));
-        };
-        let restarts = status
-            .get("restartCount")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
-        let instance = if truthy(&q.previous) {
-            if restarts == 0 {
-                return Err(ApiError::bad_request(format!(
-                    "previous terminated container \"{container}\" in pod \"{name}\" not found"
-                )));
-            }
-            restarts - 1
-        } else {
-            restarts
-        };
-        if !truthy(&q.previous)
-            && let Some(w) = status.pointer("/state/waiting")
-            && status.get("containerID").is_none()
+        if !node.is_empty()
+            && let Some((proxy, endpoint)) = self.remote_node(node).await
         {
-            let reason = w.get("reason").and_then(Value::as_str).unwrap_or("");
-            return Err(ApiError::bad_request(format!(
-                "container \"{container}\" in pod \"{name}\" is waiting to start: {reason}"
-            )));
+            return proxy.logs(&endpoint, &target, q).await;
         }
         let Some(data_dir) = self.config.data_dir.clone() else {
             return Err(ApiError::bad_request("this server keeps no container logs"));
         };
-        let base = data_dir
-            .join("logs")
-            .join(format!("{ns}_{name}_{uid}"))
-            .join(&container)
-            .join(format!("{instance}.log"));
-        let timestamps = truthy(&q.timestamps);
-        let since = match (&q.since_seconds, &q.since_time) {
-            (Some(s), _) => {
-                let secs: i64 = s.parse().map_err(|_| {
-                    ApiError::bad_request(format!("sinceSeconds: {s:?} is not a number"))
-                })?;
-                jiff::Timestamp::now()
-                    .checked_sub(jiff::SignedDuration::from_secs(secs))
-                    .ok()
-            }
-            (None, Some(t)) => Some(t.parse::<jiff::Timestamp>().map_err(|e| {
-                ApiError::bad_request(format!("sinceTime: {t:?} is not an RFC 3339 time: {e}"))
-            })?),
-            _ => None,
-        };
-        let tail: Option<usize> =
-            match &q.tail_lines {
-                Some(n) => Some(n.parse().map_err(|_| {
-                    ApiError::bad_request(format!("tailLines: {n:?} is not a number"))
-                })?),
-                None => None,
-            };
-        let limit: Option<usize> = match &q.limit_bytes {
-            Some(n) => Some(n.parse().map_err(|_| {
-                ApiError::bad_request(format!("limitBytes: {n:?} is not a number"))
-            })?),
-            None => None,
-        };
-        let mut content = String::new();
-        for f in files_of(&base) {
-            if let Ok(s) = std::fs::read_to_string(&f) {
-                content.push_str(&s);
-            }
-        }
-        let mut lines = render(&content, timestamps, since);
-        if let Some(n) = tail {
-            let skip = lines.len().saturating_sub(n);
-            lines.drain(..skip);
-        }
-        let mut first: String = lines.concat();
-        if let Some(l) = limit {
-            first.truncate(l);
-        }
-        let follow = truthy(&q.follow) && !truthy(&q.previous);
-        let response = Response::builder()
-            .status(StatusCode::OK)
-            .header(header::CONTENT_TYPE, "text/plain");
-        if !follow {
-            return response
-                .body(Body::from(first))
-                .map_err(|e| ApiError::internal(e.to_string()));
-        }
-        // Follow: send what is there, then what is appended, until the instance ends.
-        let offset = std::fs::metadata(&base).map(|m| m.len()).unwrap_or(0);
         let api = self.clone();
         let t = t.clone();
-        let stream = async_stream(first, base, offset, timestamps, move || {
+        let (container, instance) = (target.container.clone(), target.instance);
+        serve_files(&data_dir, &target, q, move || {
             let api = api.clone();
             let t = t.clone();
             let container = container.clone();
             async move { instance_running(&api, &t, &container, instance).await }
-        });
-        response
-            .body(Body::from_stream(stream))
-            .map_err(|e| ApiError::internal(e.to_string()))
+        })
     }
 }
 

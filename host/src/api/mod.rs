@@ -11,6 +11,7 @@ pub mod defaults;
 pub mod discovery;
 pub mod exec;
 pub mod handlers;
+pub mod http_client;
 pub mod kinds;
 pub mod lifecycle;
 pub mod logs;
@@ -19,6 +20,7 @@ pub mod openapi;
 pub mod patch;
 pub mod pki;
 pub mod protobuf;
+pub mod proxy;
 pub mod protobuf_schema;
 pub mod request;
 pub mod resources;
@@ -38,6 +40,11 @@ use crate::store::Store;
 /// The Kubernetes version this server reports (and whose API it serves).
 pub const KUBE_VERSION: &str = "v1.33.0";
 
+
+/// Marks a Service answered on every node by the node's own server (today: `kube-dns`, by
+/// the node's DNS server): the Service proxy programs no rules for it.
+pub const NODE_LOCAL_DNS_ANNOTATION: &str = "tugboat.dev/node-local-dns";
+
 /// Tunables of the API server.
 #[derive(Clone, Debug)]
 pub struct ApiConfig {
@@ -49,6 +56,10 @@ pub struct ApiConfig {
     pub service_cidr: (std::net::Ipv4Addr, u8),
     /// The range of NodePorts.
     pub node_ports: std::ops::RangeInclusive<u16>,
+    /// The range pod IPs come from (IPv4), split into one block per Node.
+    pub cluster_cidr: (std::net::Ipv4Addr, u8),
+    /// The prefix length of each Node's block (`spec.podCIDR`).
+    pub node_cidr_mask: u8,
     /// The data directory (plugin blobs and compiled-plugin cache live under it).
     pub data_dir: Option<std::path::PathBuf>,
 }
@@ -60,6 +71,8 @@ impl Default for ApiConfig {
             advertise_address: "127.0.0.1:6443".into(),
             service_cidr: (std::net::Ipv4Addr::new(10, 43, 0, 0), 16),
             node_ports: 30000..=32767,
+            cluster_cidr: (std::net::Ipv4Addr::new(10, 42, 0, 0), 16),
+            node_cidr_mask: 24,
             data_dir: None,
         }
     }
@@ -77,6 +90,8 @@ pub struct Api {
     pub admission: admission::Admission,
     /// What runs `pods/exec` commands (the node agent, when this server has one).
     pub exec: exec::ExecSlot,
+    /// How `pods/log` and `pods/exec` reach remote node agents (`tug agent`).
+    pub node_proxy: proxy::NodeProxySlot,
 }
 
 impl Api {
@@ -90,6 +105,7 @@ impl Api {
             crds_changed: tokio::sync::Notify::new(),
             admission,
             exec: exec::ExecSlot::default(),
+            node_proxy: proxy::NodeProxySlot::default(),
         })
     }
 }

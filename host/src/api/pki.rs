@@ -94,18 +94,7 @@ pub fn ensure(dir: &Path, listen: &SocketAddr) -> Result<Credentials> {
         Ok(KeyPair::generate()?.serialize_pem())
     })?;
     let ca_key = KeyPair::from_pem(&ca_key_pem).context("parsing the CA key")?;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "tugboat-ca");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    ca_params.not_before = rcgen::date_time_ymd(2024, 1, 1);
-    ca_params.not_after = rcgen::date_time_ymd(2036, 1, 1);
+    let ca_params = ca_params("tugboat-ca")?;
     let (ca_pem, _) = read_or(&pki.join("ca.crt"), || {
         Ok(ca_params.self_signed(&ca_key)?.pem())
     })?;
@@ -168,6 +157,137 @@ pub fn ensure(dir: &Path, listen: &SocketAddr) -> Result<Credentials> {
     })
 }
 
+/// The prefix of a node join token (k3s's format: `K10<sha256 of the CA>::node:<secret>`).
+const TOKEN_PREFIX: &str = "K10";
+
+/// A node join token, parsed: the SHA-256 (hex) of the cluster CA certificate as the server
+/// serves it at `/cacerts`, and the secret node agents present as a bearer token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JoinToken {
+    pub ca_hash: String,
+    pub secret: String,
+}
+
+impl JoinToken {
+    /// Parses `K10<hash>::node:<secret>` (a bare secret is refused: the agent could not
+    /// verify the server).
+    pub fn parse(s: &str) -> Result<JoinToken> {
+        let s = s.trim();
+        let rest = s.strip_prefix(TOKEN_PREFIX).context(
+            "a join token starts with K10 (the server writes it to <data-dir>/node-token)",
+        )?;
+        let (hash, cred) = rest
+            .split_once("::")
+            .context("a join token is K10<CA hash>::node:<secret>")?;
+        let secret = cred.split_once(':').map_or(cred, |(_, s)| s);
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            anyhow::bail!("the join token's CA hash is not a SHA-256 in hex");
+        }
+        if secret.is_empty() {
+            anyhow::bail!("the join token has no secret");
+        }
+        Ok(JoinToken {
+            ca_hash: hash.to_ascii_lowercase(),
+            secret: secret.to_string(),
+        })
+    }
+
+    /// The token as written and printed.
+    pub fn render(&self) -> String {
+        format!("{TOKEN_PREFIX}{}::node:{}", self.ca_hash, self.secret)
+    }
+}
+
+/// The SHA-256 (hex) of the CA certificate bytes, as a join token names it.
+pub fn ca_hash(ca_pem: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(ca_pem.as_bytes()))
+}
+
+/// The node join token of the server in `dir` (`<dir>/node-token`), created on first use;
+/// `true` when it was just created. Its secret is the bearer credential of node agents.
+pub fn ensure_node_token(dir: &Path, ca_pem: &str) -> Result<(JoinToken, bool)> {
+    let (text, created) = read_or(&dir.join("node-token"), || {
+        Ok(JoinToken {
+            ca_hash: ca_hash(ca_pem),
+            secret: random_token(),
+        }
+        .render()
+            + "\n")
+    })?;
+    let token = JoinToken::parse(&text)
+        .with_context(|| format!("reading {}", dir.join("node-token").display()))?;
+    if token.ca_hash != ca_hash(ca_pem) {
+        anyhow::bail!(
+            "{} names another CA than {}: remove it to make a new token",
+            dir.join("node-token").display(),
+            dir.join("pki/ca.crt").display()
+        );
+    }
+    Ok((token, created))
+}
+
+/// The CA that signs node agents' serving certificates (`<dir>/pki/node-ca.{crt,key}`),
+/// created on first use: its certificate (PEM) and key. It is not the cluster CA, so that a
+/// node's certificate can never pass for the API server's with clients that trust the
+/// cluster CA; only the API server trusts it, when it relays to nodes.
+pub fn ensure_node_ca(dir: &Path) -> Result<(String, KeyPair)> {
+    let pki = dir.join("pki");
+    fs::create_dir_all(&pki).with_context(|| format!("creating {}", pki.display()))?;
+    let (key_pem, _) = read_or(&pki.join("node-ca.key"), || {
+        Ok(KeyPair::generate()?.serialize_pem())
+    })?;
+    let key = KeyPair::from_pem(&key_pem).context("parsing the node CA key")?;
+    let (cert_pem, _) = read_or(&pki.join("node-ca.crt"), || {
+        Ok(ca_params("tugboat-node-ca")?.self_signed(&key)?.pem())
+    })?;
+    Ok((cert_pem, key))
+}
+
+/// A serving certificate for node `node_name`'s endpoint (logs and exec), signed by the
+/// node CA of the server in `dir` ([`ensure_node_ca`]), valid for the node's name and
+/// `ips`: (certificate PEM, key PEM).
+pub fn issue_node_cert(dir: &Path, node_name: &str, ips: &[IpAddr]) -> Result<(String, String)> {
+    let (_, ca_key) = ensure_node_ca(dir)?;
+    let issuer = Issuer::new(ca_params("tugboat-node-ca")?, &ca_key);
+    let key = KeyPair::generate()?;
+    let mut p = CertificateParams::new(Vec::<String>::new())?;
+    p.distinguished_name
+        .push(DnType::CommonName, format!("system:node:{node_name}"));
+    let mut sans = vec![];
+    if let Ok(n) = node_name.to_string().try_into() {
+        sans.push(SanType::DnsName(n));
+    }
+    sans.extend(ips.iter().copied().map(SanType::IpAddress));
+    p.subject_alt_names = sans;
+    p.not_before = rcgen::date_time_ymd(2024, 1, 1);
+    p.not_after = rcgen::date_time_ymd(2036, 1, 1);
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let cert = p.signed_by(&key, &issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
+}
+
+/// The CA's fixed parameters (the issuer is rebuilt from them and the key).
+fn ca_params(common_name: &str) -> Result<CertificateParams> {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, common_name);
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    ca_params.not_before = rcgen::date_time_ymd(2024, 1, 1);
+    ca_params.not_after = rcgen::date_time_ymd(2036, 1, 1);
+    Ok(ca_params)
+}
+
 /// A kubeconfig for `server` with the admin token.
 pub fn kubeconfig(server: &str, ca_pem: &str, token: &str) -> String {
     let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
@@ -195,5 +315,54 @@ mod tests {
         let c = ensure(d.path(), &"127.0.0.2:7443".parse().unwrap()).unwrap();
         assert_eq!(c.ca_pem, a.ca_pem);
         assert_ne!(c.cert_pem, a.cert_pem);
+    }
+
+    #[test]
+    fn node_token_names_the_ca_and_node_certs_chain_to_it() {
+        use rustls::client::danger::ServerCertVerifier;
+        use rustls::pki_types::pem::PemObject;
+        let d = tempfile::tempdir().unwrap();
+        let a = ensure(d.path(), &"127.0.0.1:6443".parse().unwrap()).unwrap();
+        let (t, created) = ensure_node_token(d.path(), &a.ca_pem).unwrap();
+        assert!(created);
+        let (t2, created) = ensure_node_token(d.path(), &a.ca_pem).unwrap();
+        assert!(!created);
+        assert_eq!(t, t2);
+        assert_eq!(t.ca_hash, ca_hash(&a.ca_pem));
+        let text = fs::read_to_string(d.path().join("node-token")).unwrap();
+        assert!(text.starts_with("K10"), "{text}");
+        assert_eq!(JoinToken::parse(&text).unwrap(), t);
+        assert!(JoinToken::parse(&t.secret).is_err());
+        assert!(JoinToken::parse("K10abc::node:x").is_err());
+        // A token of another CA is refused.
+        assert!(ensure_node_token(d.path(), "another CA").is_err());
+        let (cert, key) = issue_node_cert(d.path(), "n1", &["10.1.2.3".parse().unwrap()]).unwrap();
+        assert!(cert.contains("BEGIN CERTIFICATE") && key.contains("PRIVATE KEY"));
+        // It verifies against the node CA for the node's address, and not against the
+        // cluster CA (a node cannot pass for the API server).
+        let verify = |ca_pem: &str, host: &str| {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+                roots.add(c.unwrap()).unwrap();
+            }
+            let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+            let verifier =
+                rustls::client::WebPkiServerVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .unwrap();
+            let der: Vec<_> = rustls::pki_types::CertificateDer::pem_slice_iter(cert.as_bytes())
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let name = rustls::pki_types::ServerName::try_from(host.to_string()).unwrap();
+            verifier
+                .verify_server_cert(&der[0], &[], &name, &[], rustls::pki_types::UnixTime::now())
+                .is_ok()
+        };
+        let (node_ca, _) = ensure_node_ca(d.path()).unwrap();
+        assert_ne!(node_ca, a.ca_pem);
+        assert!(verify(&node_ca, "10.1.2.3"));
+        assert!(verify(&node_ca, "n1"));
+        assert!(!verify(&node_ca, "127.0.0.1"));
+        assert!(!verify(&a.ca_pem, "10.1.2.3"));
     }
 }

@@ -34,7 +34,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 impl Auth {
-    fn allows(&self, headers: &HeaderMap) -> bool {
+    /// Whether the request carries one of the tokens as a bearer token.
+    pub fn allows(&self, headers: &HeaderMap) -> bool {
         let Some(v) = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -53,7 +54,7 @@ impl Auth {
 async fn authenticate(State(auth): State<Auth>, req: Request, next: Next) -> Response {
     let public = matches!(
         req.uri().path(),
-        "/healthz" | "/livez" | "/readyz" | "/version"
+        "/healthz" | "/livez" | "/readyz" | "/version" | "/cacerts"
     );
     if !public && !auth.allows(req.headers()) {
         return ApiError::unauthorized().into_response();
@@ -235,6 +236,67 @@ async fn put_blob(State(api): State<Arc<Api>>, body: Body) -> Response {
     }
 }
 
+/// `GET /cacerts` (public): the cluster CA certificate, which a joining node agent checks
+/// against the hash in its join token before trusting it (k3s's `/cacerts`).
+async fn cacerts(State(api): State<Arc<Api>>) -> Response {
+    let Some(dir) = api.config.data_dir.as_ref() else {
+        return ApiError::no_route("this server has no CA").into_response();
+    };
+    match std::fs::read(dir.join("pki").join("ca.crt")) {
+        Ok(pem) => bytes_reply(pem, "application/x-pem-file"),
+        Err(e) => ApiError::internal(format!("reading the CA certificate: {e}")).into_response(),
+    }
+}
+
+/// `POST /tugboat/v1/node-certificate` `{"nodeName": N, "addresses": [IP, …]}`: a serving
+/// certificate and key for a joining node agent's endpoint (logs, exec), signed by the
+/// node CA, so that this server can verify the node when it relays to it.
+async fn node_certificate(State(api): State<Arc<Api>>, body: Body) -> Response {
+    let bytes =
+        match http_body_util::BodyExt::collect(http_body_util::Limited::new(body, 64 * 1024)).await
+        {
+            Ok(c) => c.to_bytes(),
+            Err(e) => {
+                return ApiError::bad_request(format!("reading the request: {e}")).into_response();
+            }
+        };
+    let req: Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(e) => {
+            return ApiError::bad_request(format!("the request is not JSON: {e}")).into_response();
+        }
+    };
+    let name = req.get("nodeName").and_then(Value::as_str).unwrap_or("");
+    let errs = super::validation::is_dns1123_subdomain(name);
+    if !errs.is_empty() {
+        return ApiError::bad_request(format!("nodeName {name:?}: {}", errs.join("; ")))
+            .into_response();
+    }
+    let mut ips = vec![];
+    for a in req
+        .get("addresses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        match a.as_str().and_then(|s| s.parse::<std::net::IpAddr>().ok()) {
+            Some(ip) => ips.push(ip),
+            None => {
+                return ApiError::bad_request(format!("{a} is not an IP address")).into_response();
+            }
+        }
+    }
+    let Some(dir) = api.config.data_dir.as_ref() else {
+        return ApiError::no_route("this server has no CA").into_response();
+    };
+    match super::pki::issue_node_cert(dir, name, &ips) {
+        Ok((cert, key)) => json_reply(&json!({"certificate": cert, "key": key})),
+        Err(e) => {
+            ApiError::internal(format!("issuing the node certificate: {e:#}")).into_response()
+        }
+    }
+}
+
 /// Everything under /api and /apis.
 async fn dispatch(
     State(api): State<Arc<Api>>,
@@ -304,6 +366,11 @@ pub fn router(api: Arc<Api>, auth: Auth) -> Router {
         .route("/openapi/v2", get(openapi_v2))
         .route("/openapi/v3", get(openapi_v3_index))
         .route("/openapi/v3/{*gv}", get(openapi_v3_gv))
+        .route("/cacerts", get(cacerts))
+        .route(
+            "/tugboat/v1/node-certificate",
+            axum::routing::post(node_certificate),
+        )
         .route("/tugboat/v1/plugins/{name}/logs", get(plugin_logs))
         .route(
             "/api/v1/namespaces/{namespace}/pods/{name}/exec",

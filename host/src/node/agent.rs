@@ -44,6 +44,11 @@ pub struct AgentConfig {
     pub heartbeat: Duration,
     /// Pods this node takes.
     pub max_pods: u32,
+    /// The Node's InternalIP (default: the machine's first non-loopback IPv4 address).
+    pub node_ip: Option<String>,
+    /// The port of this node's logs/exec endpoint (`status.daemonEndpoints.kubeletEndpoint`),
+    /// when it serves one (`tug agent`).
+    pub kubelet_port: Option<u16>,
 }
 
 impl AgentConfig {
@@ -53,6 +58,8 @@ impl AgentConfig {
             data_dir,
             heartbeat: Duration::from_secs(10),
             max_pods: 110,
+            node_ip: None,
+            kubelet_port: None,
         }
     }
 }
@@ -131,9 +138,54 @@ struct Agent {
     started: Mutex<HashMap<String, String>>,
     events: Arc<Semaphore>,
     host_ip: String,
+    /// How long each stage of starting pods took (milliseconds; the latest
+    /// [`TIMING_SAMPLES`] per stage), for `tug bench pods` and diagnosis.
+    timings: Mutex<HashMap<&'static str, std::collections::VecDeque<f64>>>,
+}
+
+const TIMING_SAMPLES: usize = 10_000;
+
+/// One stage's timing summary ([`NodeAgent::stage_timings`]).
+#[derive(Clone, Debug)]
+pub struct StageTiming {
+    pub stage: &'static str,
+    pub count: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
 }
 
 impl NodeAgent {
+    /// p50/p99 of each stage of starting pods so far (sandbox, image, rootfs, spec, start,
+    /// report, and `first-sync`: from the pod reaching the agent to its first status report).
+    pub fn stage_timings(&self) -> Vec<StageTiming> {
+        let t = self.agent.timings.lock();
+        let mut out: Vec<StageTiming> = t
+            .iter()
+            .map(|(stage, v)| {
+                let mut v: Vec<f64> = v.iter().copied().collect();
+                v.sort_by(f64::total_cmp);
+                let q = |p: f64| {
+                    v.get(((v.len() as f64 - 1.0) * p).round() as usize)
+                        .copied()
+                        .unwrap_or(f64::NAN)
+                };
+                StageTiming {
+                    stage,
+                    count: v.len(),
+                    p50_ms: q(0.5),
+                    p99_ms: q(0.99),
+                }
+            })
+            .collect();
+        out.sort_by_key(|s| s.stage);
+        out
+    }
+
+    /// Forgets the stage timings gathered so far.
+    pub fn clear_stage_timings(&self) {
+        self.agent.timings.lock().clear();
+    }
+
     /// Registers the Node and starts the agent's loops.
     pub async fn start(
         client: Arc<dyn ApiClient>,
@@ -145,7 +197,7 @@ impl NodeAgent {
             client,
             images,
             runtime,
-            host_ip: host_ip(),
+            host_ip: cfg.node_ip.clone().unwrap_or_else(host_ip),
             cfg,
             workers: Mutex::new(HashMap::new()),
             worker_tasks: Mutex::new(HashMap::new()),
@@ -157,6 +209,7 @@ impl NodeAgent {
             images_of: Mutex::new(HashMap::new()),
             started: Mutex::new(HashMap::new()),
             events: Arc::new(Semaphore::new(256)),
+            timings: Mutex::new(HashMap::new()),
         });
         agent.register().await?;
         agent.heartbeat().await?;
@@ -211,7 +264,7 @@ impl NodeAgent {
 
 /// The first non-loopback IPv4 address of the machine (the Node's InternalIP), else
 /// 127.0.0.1.
-fn host_ip() -> String {
+pub(crate) fn host_ip() -> String {
     // Connecting a UDP socket sends nothing; it picks the outgoing address.
     std::net::UdpSocket::bind("0.0.0.0:0")
         .and_then(|s| {
@@ -411,7 +464,9 @@ impl Agent {
                 }
             }
         }
-        let _ = &mut status;
+        if let Some(port) = self.cfg.kubelet_port {
+            status["status"]["daemonEndpoints"] = json!({"kubeletEndpoint": {"Port": port}});
+        }
         self.client
             .patch(
                 &ApiResource::new("v1", "nodes"),
@@ -551,13 +606,30 @@ impl Agent {
         self.started.lock().remove(uid);
     }
 
+    fn timed(&self, stage: &'static str, since: Instant) {
+        let ms = since.elapsed().as_secs_f64() * 1000.0;
+        let mut t = self.timings.lock();
+        let v = t.entry(stage).or_default();
+        if v.len() >= TIMING_SAMPLES {
+            v.pop_front();
+        }
+        v.push_back(ms);
+    }
+
     fn pod_dir(&self, uid: &str) -> PathBuf {
         self.cfg.data_dir.join("pods").join(uid)
     }
 
     /// Stops everything of a pod and removes what the agent made for it.
     async fn teardown(&self, uid: &str) {
-        teardown(&self.runtime, &self.images, &self.cfg.data_dir, uid).await;
+        teardown(
+            &self.runtime,
+            &self.images,
+            &self.cfg.data_dir,
+            uid,
+            Duration::from_secs(2),
+        )
+        .await;
     }
 
     /// Converges one pod; `true` when the pod is finished with (deleted and confirmed).
@@ -621,9 +693,12 @@ impl Agent {
             .lock()
             .entry(uid.clone())
             .or_insert_with(now_rfc3339);
+        let sync_start = Instant::now();
+        let mut fresh = false;
         let sandbox = match self.runtime.sandbox(&uid) {
             Some(s) => s,
             None => {
+                fresh = true;
                 let hostname = match str_at(pod, "/spec/hostname") {
                     "" => name.clone(),
                     h => h.to_string(),
@@ -634,8 +709,12 @@ impl Agent {
                     name: name.clone(),
                     hostname,
                 };
+                let t = Instant::now();
                 match blocking(&self.runtime, move |r| r.create_sandbox(&spec)).await {
-                    Ok(s) => s,
+                    Ok(s) => {
+                        self.timed("sandbox", t);
+                        s
+                    }
                     Err(e) => {
                         self.event(
                             pod,
@@ -704,7 +783,12 @@ impl Agent {
                 }
             }
         }
+        let t = Instant::now();
         self.report(pod, initialized).await;
+        self.timed("report", t);
+        if fresh {
+            self.timed("first-sync", sync_start);
+        }
         false
     }
 
@@ -942,6 +1026,7 @@ impl Agent {
         }
         let started_pull = Instant::now();
         let auth = self.pull_secrets(pod).await;
+        let t_image = Instant::now();
         let image = match self
             .images
             .ensure(&image_ref, policy, &auth, &progress)
@@ -1004,8 +1089,10 @@ impl Agent {
                 &format!("Container image \"{image_ref}\" already present on machine"),
             );
         }
+        self.timed("image", t_image);
         self.pull_backoff.lock().remove(&key);
         self.images_of.lock().insert(key.clone(), image.clone());
+        let t = Instant::now();
         let dir = self
             .pod_dir(&uid)
             .join("containers")
@@ -1017,11 +1104,16 @@ impl Agent {
                 return;
             }
         };
+        self.timed("rootfs", t);
+        let t = Instant::now();
         let spec = match self
             .container_spec(pod, c, &image, rootfs, restart_count)
             .await
         {
-            Ok(s) => s,
+            Ok(s) => {
+                self.timed("spec", t);
+                s
+            }
             Err(e) => {
                 let _ = self.images.unmount_rootfs(&dir);
                 self.fail_start(pod, &key, "CreateContainerConfigError", &format!("{e:#}"));
@@ -1034,6 +1126,7 @@ impl Agent {
             "Created",
             &format!("Created container {cname}"),
         );
+        let t = Instant::now();
         let started = blocking(&self.runtime, {
             let (sandbox, spec) = (sandbox.clone(), spec.clone());
             move |r| r.start_container(&sandbox, &spec)
@@ -1041,6 +1134,7 @@ impl Agent {
         .await;
         match started {
             Ok(()) => {
+                self.timed("start", t);
                 self.waiting.lock().remove(&key);
                 self.event(
                     pod,
@@ -1646,17 +1740,18 @@ impl Agent {
     }
 }
 
-/// Stops every container of pod `uid`, removes its sandbox, unmounts its root filesystems
-/// and removes its directory.
+/// Stops every container of pod `uid` (SIGTERM, then SIGKILL after `grace`), removes its
+/// sandbox, unmounts its root filesystems and removes its directory.
 async fn teardown(
     runtime: &Arc<Runtime>,
     images: &ImageStore,
     data_dir: &std::path::Path,
     uid: &str,
+    grace: Duration,
 ) {
     for c in runtime.list(uid) {
         if c.state == ContainerState::Running
-            && let Err(e) = runtime.stop_container(&c.id, Duration::from_secs(2)).await
+            && let Err(e) = runtime.stop_container(&c.id, grace).await
         {
             tracing::warn!(container = %c.id, error = %e, "stopping a container");
         }
@@ -1725,9 +1820,12 @@ pub async fn reset(data_dir: &std::path::Path) -> anyhow::Result<usize> {
             }
         }
     }
-    for uid in &uids {
-        teardown(&runtime, &images, data_dir, uid).await;
-    }
+    // A reset kills at once (no grace), 16 pods at a time.
+    futures::stream::iter(uids.iter())
+        .for_each_concurrent(16, |uid| {
+            teardown(&runtime, &images, data_dir, uid, Duration::ZERO)
+        })
+        .await;
     drop(runtime);
     // The runtime's own directory, and the shared cgroup parent once no pod of any server
     // uses it (rmdir fails on a cgroup that still has children: that is fine).

@@ -14,4 +14,5 @@ pub mod agent;
 pub mod exec;
 pub mod pod;
 pub mod probe;
+pub mod server;
 pub mod simulated;

@@ -49,13 +49,13 @@ mod admission;
 mod cache;
 mod controller;
 mod error;
-mod health;
+pub(crate) mod health;
 mod host_api;
-mod logs;
+pub(crate) mod logs;
 mod manifest;
 pub mod oci;
-mod runtime;
-mod sandbox;
+pub(crate) mod runtime;
+pub(crate) mod sandbox;
 pub mod scheduler;
 mod slot;
 
@@ -73,6 +73,22 @@ pub(crate) mod bindings {
     pub(crate) mod controller {
         wasmtime::component::bindgen!({
             world: "controller",
+            path: "../wit",
+            imports: { default: async },
+            exports: { default: async },
+            with: {
+                "tugboat:plugin/host": super::tugboat::plugin::host,
+                "tugboat:plugin/types": super::tugboat::plugin::types,
+            },
+        });
+    }
+
+    /// Host bindings of the `network` world (sharing `host` and `types` with the
+    /// admission world's; its `netlink`, `ipam-store` and `cni` imports are served by
+    /// `crate::network::pod`).
+    pub(crate) mod network {
+        wasmtime::component::bindgen!({
+            world: "network",
             path: "../wit",
             imports: { default: async },
             exports: { default: async },

@@ -13,6 +13,7 @@ use wasmtime::{
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::controller::{ControllerPre, tugboat::plugin::cluster as wit_cluster};
+use super::bindings::network::{NetworkPre, tugboat::plugin as wit_network};
 use super::bindings::scheduler::SchedulerPre;
 use super::bindings::{Admission, AdmissionPre};
 use super::cache::ComponentCache;
@@ -89,6 +90,9 @@ pub(crate) struct StoreState {
     pub host: HostCtx,
     pub stdout: CaptureStream,
     pub stderr: CaptureStream,
+    /// The scope of a network plugin's calls (empty for other kinds: every network host
+    /// call is refused).
+    pub network: crate::network::pod::host::NetworkCtx,
 }
 
 impl WasiView for StoreState {
@@ -151,6 +155,7 @@ pub(crate) enum WorldPre {
     Admission(AdmissionPre<StoreState>),
     Controller(ControllerPre<StoreState>),
     Scheduler(SchedulerPre<StoreState>),
+    Network(NetworkPre<StoreState>),
 }
 
 impl LoadedPlugin {
@@ -172,6 +177,13 @@ impl LoadedPlugin {
         match &self.pre {
             WorldPre::Controller(p) => Ok(p),
             _ => Err(self.wrong_world("controller")),
+        }
+    }
+
+    pub(crate) fn network_pre(&self) -> Result<&NetworkPre<StoreState>, PluginError> {
+        match &self.pre {
+            WorldPre::Network(p) => Ok(p),
+            _ => Err(self.wrong_world("network")),
         }
     }
 
@@ -225,6 +237,24 @@ impl PluginRuntime {
             .map_err(anyhow::Error::from)?;
         wit_cluster::add_to_linker::<StoreState, HasSelf<HostCtx>>(&mut linker, |s| &mut s.host)
             .map_err(anyhow::Error::from)?;
+        {
+            use crate::network::pod::host::NetworkCtx;
+            wit_network::netlink::add_to_linker::<StoreState, HasSelf<NetworkCtx>>(
+                &mut linker,
+                |s| &mut s.network,
+            )
+            .map_err(anyhow::Error::from)?;
+            wit_network::ipam_store::add_to_linker::<StoreState, HasSelf<NetworkCtx>>(
+                &mut linker,
+                |s| &mut s.network,
+            )
+            .map_err(anyhow::Error::from)?;
+            wit_network::cni::add_to_linker::<StoreState, HasSelf<NetworkCtx>>(
+                &mut linker,
+                |s| &mut s.network,
+            )
+            .map_err(anyhow::Error::from)?;
+        }
 
         let cache = match &config.cache_dir {
             Some(dir) => Some(ComponentCache::open(dir, &engine)?),
@@ -291,6 +321,7 @@ impl PluginRuntime {
             PluginKind::Admission => "tugboat:plugin/admission@0.1.0",
             PluginKind::Controller => "tugboat:plugin/controller@0.1.0",
             PluginKind::Scheduler => "tugboat:plugin/scheduler@0.1.0",
+            PluginKind::Network => "tugboat:plugin/network@0.1.0",
             other => {
                 return Err(PluginError::Manifest {
                     plugin,
@@ -317,6 +348,7 @@ impl PluginRuntime {
             PluginKind::Scheduler => {
                 WorldPre::Scheduler(SchedulerPre::new(pre).map_err(incompatible)?)
             }
+            PluginKind::Network => WorldPre::Network(NetworkPre::new(pre).map_err(incompatible)?),
             _ => WorldPre::Admission(AdmissionPre::new(pre).map_err(incompatible)?),
         };
         tracing::info!(plugin = %plugin, %digest, ?source, ?load_time, "plugin component loaded");

@@ -99,6 +99,7 @@ impl<B> Sandbox<B> {
             },
             stdout,
             stderr,
+            network: Default::default(),
         };
         let mut store = Store::new(&self.loaded.engine, state);
         store.limiter(|s| &mut s.limiter);

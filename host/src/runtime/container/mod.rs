@@ -556,6 +556,7 @@ impl Runtime {
         state::write_json(&dir.join("meta.json"), &meta)?;
         self.index.lock().insert(spec.id.clone(), meta);
 
+        let t_shim = Instant::now();
         let shim_log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -580,6 +581,11 @@ impl Runtime {
             }
         }
         let _ = child.wait();
+        tracing::debug!(
+            container = %spec.id,
+            elapsed_ms = t_shim.elapsed().as_secs_f64() * 1000.0,
+            "the shim reported (its shim.log says how long runc took)"
+        );
         match report {
             Some(r) if r.starts_with("ok ") => Ok(()),
             Some(r) => bail!("{}", r.strip_prefix("error ").unwrap_or(&r)),

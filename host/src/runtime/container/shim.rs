@@ -7,10 +7,11 @@
 //! 1. forks at once; the parent exits, so the runtime reaps it immediately and the
 //!    child is re-parented to init: the shim outlives `tug` and never depends on it;
 //! 2. calls `setsid` and becomes a child subreaper, ignores SIGHUP/SIGINT/SIGTERM;
-//! 3. runs `runc create` (container stdout/stderr are pipes it reads, or a terminal
-//!    received over runc's console socket) and `runc start`; after `runc create` exits
-//!    the container's init is re-parented to the shim, which therefore reaps it and
-//!    sees its real wait status (exit code or signal);
+//! 3. runs `runc run --detach` (container stdout/stderr are pipes it reads, or a terminal
+//!    received over runc's console socket; one runc invocation rather than `create` +
+//!    `start`, which costs a second runc start-up per container); after runc exits the
+//!    container's init is re-parented to the shim, which therefore reaps it and sees its
+//!    real wait status (exit code or signal);
 //! 4. reports `tug-shim: ok <pid>` (or `tug-shim: error <message>`) on the stdout it was
 //!    started with, which the runtime reads, and closes it;
 //! 5. copies the output into the CRI log ([`super::logs`]), rotating it by size;
@@ -183,11 +184,12 @@ fn run(dir: &Path, report: &mut Option<File>) -> Result<()> {
     };
 
     let pid_file = dir.join("init.pid");
+    let t_runc = Instant::now();
     let mut outputs: Vec<(OwnedFd, Stream)> = Vec::new();
     let created = if meta.tty {
         let sock = ConsoleSocket::bind()?;
         let mut child = runc(&meta, dir)
-            .arg("create")
+            .args(["run", "--detach"])
             .arg("--bundle")
             .arg(dir)
             .arg("--pid-file")
@@ -198,9 +200,9 @@ fn run(dir: &Path, report: &mut Option<File>) -> Result<()> {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()
-            .context("spawning runc create")?;
+            .context("spawning runc run")?;
         let master = sock.accept(|| matches!(child.try_wait(), Ok(None)));
-        let status = child.wait().context("waiting for runc create")?;
+        let status = child.wait().context("waiting for runc run")?;
         if let Ok(m) = master {
             outputs.push((m, Stream::Stdout));
         }
@@ -209,7 +211,7 @@ fn run(dir: &Path, report: &mut Option<File>) -> Result<()> {
         let (out_r, out_w) = pipe()?;
         let (err_r, err_w) = pipe()?;
         let status = runc(&meta, dir)
-            .arg("create")
+            .args(["run", "--detach"])
             .arg("--bundle")
             .arg(dir)
             .arg("--pid-file")
@@ -219,7 +221,7 @@ fn run(dir: &Path, report: &mut Option<File>) -> Result<()> {
             .stdout(Stdio::from(out_w))
             .stderr(Stdio::from(err_w))
             .status()
-            .context("running runc create")?;
+            .context("running runc run")?;
         if !status.success() {
             let mut err = String::new();
             drain_nonblocking(&err_r, &mut err);
@@ -227,7 +229,7 @@ fn run(dir: &Path, report: &mut Option<File>) -> Result<()> {
             return Err(fail_start(
                 &meta,
                 dir,
-                format!("runc create: {}", msg.trim()),
+                format!("runc run: {}", msg.trim()),
             ));
         }
         outputs.push((out_r, Stream::Stdout));
@@ -236,19 +238,19 @@ fn run(dir: &Path, report: &mut Option<File>) -> Result<()> {
     };
     if !created {
         let msg = runc_error(&dir.join("runc.log")).unwrap_or_else(|| "failed".into());
-        return Err(fail_start(&meta, dir, format!("runc create: {msg}")));
+        return Err(fail_start(&meta, dir, format!("runc run: {msg}")));
     }
     if meta.tty && outputs.is_empty() {
         return Err(fail_start(
             &meta,
             dir,
-            "runc create: no terminal received".into(),
+            "runc run: no terminal received".into(),
         ));
     }
     let pid: i32 = std::fs::read_to_string(&pid_file)
         .ok()
         .and_then(|s| s.trim().parse().ok())
-        .ok_or_else(|| fail_start(&meta, dir, "runc create wrote no pid".into()))?;
+        .ok_or_else(|| fail_start(&meta, dir, "runc run wrote no pid".into()))?;
     let pid_start = state::proc_start_time(pid).unwrap_or(0);
 
     let mut log =
@@ -260,18 +262,6 @@ fn run(dir: &Path, report: &mut Option<File>) -> Result<()> {
             )
         })?;
 
-    let start = runc(&meta, dir)
-        .args(["start", &meta.id])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .status()
-        .context("running runc start")?;
-    if !start.success() {
-        let msg = runc_error(&dir.join("runc.log")).unwrap_or_else(|| "failed".into());
-        // SAFETY: kill(2) on the init runc created for us (still our child).
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-        return Err(fail_start(&meta, dir, format!("runc start: {msg}")));
-    }
     let my_pid = std::process::id() as i32;
     state::write_json(
         &dir.join("started.json"),
@@ -283,6 +273,10 @@ fn run(dir: &Path, report: &mut Option<File>) -> Result<()> {
             started_at: state::now_nanos(),
         },
     )?;
+    eprintln!(
+        "tug-shim: runc run took {:.1} ms",
+        t_runc.elapsed().as_secs_f64() * 1000.0
+    );
     report_ok(report, pid);
 
     let status = supervise(pid, &sfd, &mut outputs, &mut log);

@@ -5,7 +5,7 @@
 //!
 //! - `meta.json` ([`Meta`]), written by the runtime before the shim starts: what the shim
 //!   needs (runc, log path, rotation, memory cgroup) and what `list` reports (pod, name);
-//! - `started.json` ([`Started`]), written by the shim once `runc start` succeeded: the
+//! - `started.json` ([`Started`]), written by the shim once `runc run` succeeded: the
 //!   shim's and the container's pids (with their start times, so a recycled pid is never
 //!   mistaken for them) and the start time;
 //! - `exit.json` ([`Exit`]), written by the shim once the container's init exited and
