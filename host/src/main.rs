@@ -44,6 +44,15 @@ enum Cmd {
         /// Make this machine a Node: run its pods' containers (native runtime, runc).
         #[arg(long)]
         node_agent: bool,
+        /// The node's pod network: a network Plugin (`bridge`, the default: bridge `tug0`,
+        /// a veth and an IP per pod; `cni-adapter`: the CNI conflist of its Plugin's
+        /// config), or `none` (pods get only `lo`; no Service proxy or cluster DNS).
+        #[arg(long, default_value = "bridge")]
+        pod_network: String,
+        /// The pod network plugin's configuration (JSON), instead of its Plugin's
+        /// `spec.config`: e.g. a CNI conflist for `--pod-network cni-adapter`.
+        #[arg(long)]
+        pod_network_config: Option<PathBuf>,
     },
     /// Join a cluster as a Node: run its pods' containers here (native runtime, runc),
     /// talking to the API server at --server with the join token the server wrote to
@@ -113,7 +122,12 @@ fn main() -> Result<()> {
                 disable_controllers,
                 disable_scheduler,
                 node_agent,
+                pod_network,
+                pod_network_config,
             } => {
+                let pod_network_config = tugboat::node::agent::read_network_config(
+                    pod_network_config.as_deref(),
+                )?;
                 let running = tugboat::serve::start(tugboat::serve::ServerOptions {
                     data_dir,
                     listen,
@@ -122,6 +136,8 @@ fn main() -> Result<()> {
                     controllers: !disable_controllers,
                     scheduler: !disable_scheduler,
                     node_agent,
+                    pod_network: (pod_network != "none").then_some(pod_network),
+                    pod_network_config,
                 })
                 .await?;
                 println!(
@@ -132,9 +148,13 @@ fn main() -> Result<()> {
                 if running.node_token_created {
                     println!("tug server: node join token: {}", running.node_token);
                 }
+                let mut serve = running.serve;
                 tokio::select! {
-                    r = running.serve => r??,
+                    r = &mut serve => r??,
                     _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
+                }
+                if let Some(agent) = &running.agent {
+                    agent.shutdown().await;
                 }
                 Ok(())
             }

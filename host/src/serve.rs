@@ -27,6 +27,11 @@ pub struct ServerOptions {
     /// Run the node agent: this machine becomes a Node whose pods run in real containers
     /// (`crate::node::agent`, `crate::runtime`).
     pub node_agent: bool,
+    /// The node agent's pod network Plugin (`bridge`, `cni-adapter`, …); `None`: pods get
+    /// only `lo`.
+    pub pod_network: Option<String>,
+    /// The pod network plugin's configuration, instead of its Plugin's `spec.config`.
+    pub pod_network_config: Option<serde_json::Value>,
 }
 
 impl ServerOptions {
@@ -40,6 +45,8 @@ impl ServerOptions {
             controllers: true,
             scheduler: true,
             node_agent: false,
+            pod_network: None,
+            pod_network_config: None,
         }
     }
 }
@@ -166,7 +173,14 @@ pub async fn start(opts: ServerOptions) -> Result<Running> {
     let agent = if opts.node_agent {
         let (images, runtime) = node_runtime(&opts.data_dir)?;
         let client = Arc::new(crate::api::client::LocalClient::new(api.clone(), "kubelet"));
-        let agent_cfg = crate::node::agent::AgentConfig::new(opts.data_dir.clone());
+        let mut agent_cfg = crate::node::agent::AgentConfig::new(opts.data_dir.clone());
+        agent_cfg.network = opts.pod_network.clone().map(|plugin| {
+            crate::node::agent::PodNetworkSettings {
+                plugin,
+                config: opts.pod_network_config.clone(),
+                ..Default::default()
+            }
+        });
         // `kubectl exec` into this node's containers.
         api.set_exec_provider(crate::node::exec::RuntimeExec::new(
             runtime.clone(),

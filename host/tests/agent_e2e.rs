@@ -140,7 +140,7 @@ fn agent_cmd(server: &str, token: &str, dir: &Path, node: &str, log: &Path) -> C
         .open(log)
         .expect("opening the agent log");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tug"));
-    cmd.args(["agent", "--server", server, "--token", token, "--data-dir"])
+    cmd.args(["agent", "--pod-network", "none", "--server", server, "--token", token, "--data-dir"])
         .arg(dir)
         .args([
             "--node-name",

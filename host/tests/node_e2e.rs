@@ -28,7 +28,7 @@ struct Node {
 
 impl Node {
     fn start() -> Node {
-        let cluster = Cluster::start_with(&["--node-agent"]);
+        let cluster = Cluster::start_with(&["--node-agent", "--pod-network", "none"]);
         let data_dir = cluster.data_dir().to_path_buf();
         Node {
             cluster: Some(cluster),

@@ -635,6 +635,12 @@ impl Api {
             return;
         }
         let spec = p.get("spec").cloned().unwrap_or(Value::Null);
+        if spec.get("kind").and_then(Value::as_str) == Some("network") {
+            // Network plugins run in the node agents (`network::pod`), not here; one that
+            // was another kind before stops.
+            self.unload_plugin(&name).await;
+            return;
+        }
         let adm: AdmissionSpec =
             serde_json::from_value(spec.get("admission").cloned().unwrap_or(json!({})))
                 .unwrap_or_default();

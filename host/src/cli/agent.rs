@@ -44,6 +44,14 @@ pub struct AgentArgs {
     /// The port of the node's endpoint (logs, exec); 0 picks a free one.
     #[arg(long, default_value_t = 10250)]
     pub kubelet_port: u16,
+    /// The node's pod network: a network Plugin (`bridge`, the default; `cni-adapter`), or
+    /// `none` (pods get only `lo`).
+    #[arg(long, default_value = "bridge")]
+    pub pod_network: String,
+    /// The pod network plugin's configuration (JSON), instead of its Plugin's
+    /// `spec.config`: e.g. a CNI conflist for `--pod-network cni-adapter`.
+    #[arg(long)]
+    pub pod_network_config: Option<PathBuf>,
 }
 
 /// A joined node: its agent, its endpoint and where it listens.
@@ -107,6 +115,13 @@ pub async fn start(args: AgentArgs) -> Result<Agent> {
         },
     )?;
     cfg.node_ip = Some(node_ip.to_string());
+    let network_config =
+        crate::node::agent::read_network_config(args.pod_network_config.as_deref())?;
+    cfg.network = (args.pod_network != "none").then(|| crate::node::agent::PodNetworkSettings {
+        plugin: args.pod_network.clone(),
+        config: network_config,
+        ..Default::default()
+    });
     cfg.kubelet_port = Some(endpoint.port());
     let node_name = cfg.node_name.clone();
     let agent = NodeAgent::start(Arc::new(client), images, runtime, cfg)

@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use anyhow::Context;
 use futures::StreamExt;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
@@ -28,6 +29,7 @@ use crate::api::client::{
     WatchEvent, WatchParams,
 };
 use crate::api::object::now_rfc3339;
+use crate::network::pod::{PodNetwork, SandboxNet};
 use crate::runtime::container::{
     ContainerSpec, ContainerState, ContainerStatus, Mount, MountKind, Runtime, Sandbox, SandboxSpec,
 };
@@ -49,6 +51,39 @@ pub struct AgentConfig {
     /// The port of this node's logs/exec endpoint (`status.daemonEndpoints.kubeletEndpoint`),
     /// when it serves one (`tug agent`).
     pub kubelet_port: Option<u16>,
+    /// The pod network (`None`: pods get a network namespace with only `lo`).
+    pub network: Option<PodNetworkSettings>,
+}
+
+/// How the node's pods are networked.
+#[derive(Clone, Debug)]
+pub struct PodNetworkSettings {
+    /// The network Plugin: the built-in `bridge` (the default) or `cni-adapter`, or a
+    /// Plugin object of kind `network` with a built-in source whose `spec.config` (e.g. a
+    /// CNI conflist) is used.
+    pub plugin: String,
+    /// The plugin's configuration instead of its Plugin's `spec.config` (e.g. a CNI
+    /// conflist for `cni-adapter`; `tug server --pod-network-config FILE`).
+    pub config: Option<Value>,
+    /// The cluster's pod range (the nodes' `spec.podCIDR`s are blocks of it).
+    pub cluster_cidr: String,
+    /// The cluster DNS address pods are given in their `resolv.conf` (the kubelet's
+    /// `--cluster-dns`) and the node's DNS server answers on, with the cluster domain.
+    pub dns: Option<(std::net::IpAddr, String)>,
+}
+
+impl Default for PodNetworkSettings {
+    fn default() -> Self {
+        PodNetworkSettings {
+            plugin: "bridge".into(),
+            config: None,
+            cluster_cidr: crate::network::pod::DEFAULT_CLUSTER_CIDR.into(),
+            dns: Some((
+                std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 43, 0, 10)),
+                "cluster.local".into(),
+            )),
+        }
+    }
 }
 
 impl AgentConfig {
@@ -60,8 +95,19 @@ impl AgentConfig {
             max_pods: 110,
             node_ip: None,
             kubelet_port: None,
+            network: None,
         }
     }
+}
+
+/// Reads a `--pod-network-config` file (JSON, e.g. a CNI conflist).
+pub fn read_network_config(path: Option<&std::path::Path>) -> anyhow::Result<Option<Value>> {
+    let Some(path) = path else { return Ok(None) };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let v: Value = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not JSON (a CNI conflist is)", path.display()))?;
+    Ok(Some(v))
 }
 
 fn hostname() -> String {
@@ -141,9 +187,32 @@ struct Agent {
     /// How long each stage of starting pods took (milliseconds; the latest
     /// [`TIMING_SAMPLES`] per stage), for `tug bench pods` and diagnosis.
     timings: Mutex<HashMap<&'static str, std::collections::VecDeque<f64>>>,
+    /// Per pod uid: when its projected volumes were last refreshed.
+    volumes_refreshed: Mutex<HashMap<String, Instant>>,
+    /// The pod network, once started (after the Node is registered with its pod CIDR).
+    network: std::sync::OnceLock<Arc<PodNetwork>>,
+    /// The Service proxy and the cluster DNS server of the node (with the pod network).
+    services: std::sync::OnceLock<NodeServices>,
 }
 
+/// What the node runs for Services: the nftables proxy (kube-proxy) and the cluster DNS
+/// server, both fed by one pair of Service and EndpointSlice informers.
+struct NodeServices {
+    proxy: Arc<crate::network::service::ServiceProxy>,
+    dns: Option<crate::network::service::ClusterDns>,
+    informers: Vec<Arc<crate::engine::Informer>>,
+}
+
+/// The nftables table of the node's Service proxy.
+pub const PROXY_TABLE: &str = "tugboat-proxy";
+
 const TIMING_SAMPLES: usize = 10_000;
+
+/// The node's dummy link that holds the cluster DNS address.
+pub const DNS_LINK: &str = "tug-dns";
+
+/// How often configMap, secret and downward API volumes are brought up to date.
+const VOLUME_REFRESH: Duration = Duration::from_secs(5);
 
 /// One stage's timing summary ([`NodeAgent::stage_timings`]).
 #[derive(Clone, Debug)]
@@ -181,6 +250,24 @@ impl NodeAgent {
         out
     }
 
+    /// Stops the node's Service proxy (its nftables table goes) and DNS server. The pods
+    /// keep running; `tug node reset` removes them and the pod network.
+    pub async fn shutdown(&self) {
+        if let Some(s) = self.agent.services.get() {
+            if let Err(e) = s.proxy.shutdown().await {
+                tracing::warn!(error = %e, "stopping the Service proxy");
+            }
+            if let Some(dns) = &s.dns
+                && let Err(e) = dns.shutdown().await
+            {
+                tracing::warn!(error = %e, "stopping the cluster DNS");
+            }
+            for i in &s.informers {
+                i.stop();
+            }
+        }
+    }
+
     /// Forgets the stage timings gathered so far.
     pub fn clear_stage_timings(&self) {
         self.agent.timings.lock().clear();
@@ -210,8 +297,23 @@ impl NodeAgent {
             started: Mutex::new(HashMap::new()),
             events: Arc::new(Semaphore::new(256)),
             timings: Mutex::new(HashMap::new()),
+            volumes_refreshed: Mutex::new(HashMap::new()),
+            network: std::sync::OnceLock::new(),
+            services: std::sync::OnceLock::new(),
         });
         agent.register().await?;
+        if let Some(settings) = agent.cfg.network.clone() {
+            let net = agent
+                .start_network(&settings)
+                .await
+                .context("starting the pod network")?;
+            let services = agent
+                .start_services(&settings, &net)
+                .await
+                .context("starting the Service proxy and the cluster DNS")?;
+            let _ = agent.network.set(net);
+            let _ = agent.services.set(services);
+        }
         agent.heartbeat().await?;
         let mut tasks = Vec::new();
         let a = agent.clone();
@@ -353,6 +455,327 @@ fn os_image() -> String {
 }
 
 impl Agent {
+    /// Loads the node's network plugin for the Node's `spec.podCIDRs` (allocated by the
+    /// API server when the Node was created) and records the choice in
+    /// `<data-dir>/network/active.json`, so that `tug node reset` can undo it.
+    async fn start_network(&self, settings: &PodNetworkSettings) -> anyhow::Result<Arc<PodNetwork>> {
+        let node = self
+            .client
+            .get(&ApiResource::new("v1", "nodes"), None, &self.cfg.node_name)
+            .await
+            .map_err(|e| anyhow::anyhow!("reading Node {}: {e}", self.cfg.node_name))?
+            .with_context(|| format!("Node {} is gone", self.cfg.node_name))?;
+        let mut pod_cidrs: Vec<String> = node
+            .pointer("/spec/podCIDRs")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.as_str().map(str::to_string))
+            .collect();
+        if pod_cidrs.is_empty() && !str_at(&node, "/spec/podCIDR").is_empty() {
+            pod_cidrs.push(str_at(&node, "/spec/podCIDR").to_string());
+        }
+        if pod_cidrs.is_empty() {
+            anyhow::bail!(
+                "Node {} has no spec.podCIDR (the API server gives one to each new Node from the cluster CIDR; delete the Node to have it registered again, or run without a pod network)",
+                self.cfg.node_name
+            );
+        }
+        // A Plugin object of that name (built-in source) brings its own config, e.g. a
+        // CNI conflist for `cni-adapter`.
+        let spec = self
+            .client
+            .get(
+                &ApiResource::new(
+                    format!("{}/{}", crate::api::admission::PLUGIN_GROUP, crate::api::admission::PLUGIN_VERSION),
+                    "plugins",
+                ),
+                None,
+                &settings.plugin,
+            )
+            .await
+            .ok()
+            .flatten()
+            .and_then(|p| p.get("spec").cloned());
+        let spec = match (&settings.config, spec) {
+            (Some(config), spec) => {
+                let mut spec = match spec {
+                    Some(s) => s,
+                    None => crate::builtin::plugin_object(&settings.plugin)
+                        .map_err(|e| anyhow::anyhow!(e))?
+                        .get("spec")
+                        .cloned()
+                        .unwrap_or_else(|| json!({})),
+                };
+                spec["config"] = config.clone();
+                Some(spec)
+            }
+            (None, spec) => spec,
+        };
+        if let Some(sp) = &spec
+            && sp.pointer("/source/builtin").is_none()
+        {
+            anyhow::bail!(
+                "network plugin {}: node agents load network plugins with a built-in source only (set spec.source.builtin and spec.config)",
+                settings.plugin
+            );
+        }
+        let mut config = crate::network::pod::NetworkConfig::new(
+            &self.cfg.node_name,
+            pod_cidrs.clone(),
+            self.cfg.data_dir.clone(),
+        );
+        config.plugin = settings.plugin.clone();
+        config.spec = spec.clone();
+        config.cluster_cidr = settings.cluster_cidr.clone();
+        let runtime = crate::plugin::PluginRuntime::new(crate::plugin::RuntimeConfig {
+            cache_dir: Some(
+                std::env::var_os("TUG_PLUGIN_CACHE")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| self.cfg.data_dir.join("plugin-cache")),
+            ),
+            ..Default::default()
+        })
+        .context("starting the plugin runtime")?;
+        let dir = self.cfg.data_dir.join("network");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let active = json!({"plugin": settings.plugin, "spec": spec, "nodeName": self.cfg.node_name,
+            "podCIDRs": pod_cidrs, "clusterCIDR": settings.cluster_cidr,
+            "dnsLink": settings.dns.as_ref().map(|_| DNS_LINK)});
+        std::fs::write(dir.join("active.json"), serde_json::to_vec_pretty(&active)?)
+            .with_context(|| format!("writing {}/active.json", dir.display()))?;
+        let net = PodNetwork::start(&runtime, config).await?;
+        if let Some((ip, _)) = &settings.dns {
+            crate::network::pod::ensure_node_address(None, DNS_LINK, *ip)
+                .await
+                .with_context(|| format!("giving the node the cluster DNS address {ip}"))?;
+        }
+        Ok(net)
+    }
+
+    /// The Service proxy (ClusterIPs and NodePorts to ready endpoints, in nftables) and the
+    /// cluster DNS server on the DNS address.
+    async fn start_services(
+        &self,
+        settings: &PodNetworkSettings,
+        net: &PodNetwork,
+    ) -> anyhow::Result<NodeServices> {
+        use crate::network::service::{ClusterDns, DnsConfig, ProxyConfig, ServiceProxy};
+        let informer = |api_version: &str, kind: &str| {
+            let i = crate::engine::Informer::new(
+                self.client.clone(),
+                ApiResource::new(api_version, kind),
+                crate::engine::InformerConfig::default(),
+            );
+            i.start();
+            i
+        };
+        let services = informer("v1", "Service");
+        let slices = informer("discovery.k8s.io/v1", "EndpointSlice");
+        // The bridge the pods hang on: DNATed traffic through it is masqueraded, so that
+        // a backend's reply to a pod on the same bridge comes back through the node.
+        let bridge = match &net.config().spec {
+            Some(spec) if settings.plugin != "bridge" => spec
+                .pointer("/config/plugins")
+                .and_then(Value::as_array)
+                .and_then(|ps| ps.iter().find_map(|p| p.get("bridge")?.as_str()))
+                .map(str::to_string),
+            _ => Some(net.config().bridge.clone()),
+        };
+        let proxy = ServiceProxy::start_with(
+            services.clone(),
+            slices.clone(),
+            ProxyConfig {
+                table: PROXY_TABLE.into(),
+                cluster_cidr: settings.cluster_cidr.parse().ok(),
+                bridge,
+                ..Default::default()
+            },
+        )?;
+        let dns = match &settings.dns {
+            Some((ip, domain)) => Some(
+                ClusterDns::start_with(
+                    services.clone(),
+                    slices.clone(),
+                    DnsConfig {
+                        listen: vec![std::net::SocketAddr::new(*ip, 53)],
+                        domain: domain.clone(),
+                        ..Default::default()
+                    },
+                )
+                .await?,
+            ),
+            None => None,
+        };
+        Ok(NodeServices {
+            proxy,
+            dns,
+            informers: vec![services, slices],
+        })
+    }
+
+    /// The pod's sandbox as the network sees it.
+    fn sandbox_net(&self, uid: &str, ns: &str, name: &str, netns: PathBuf) -> SandboxNet {
+        SandboxNet {
+            pod_uid: uid.to_string(),
+            namespace: ns.to_string(),
+            name: name.to_string(),
+            sandbox_id: uid.to_string(),
+            netns,
+            ifname: "eth0".into(),
+        }
+    }
+
+    /// Attaches a new sandbox to the pod network (once: `network.json` records it) and
+    /// writes the pod's `hosts` and `resolv.conf`.
+    async fn attach_network(&self, pod: &Value, sandbox: &Sandbox) -> anyhow::Result<()> {
+        let uid = str_at(pod, "/metadata/uid");
+        let ns = str_at(pod, "/metadata/namespace");
+        let name = str_at(pod, "/metadata/name");
+        let record = self.pod_dir(uid).join("network.json");
+        if record.exists() {
+            return Ok(());
+        }
+        let host_network = pod
+            .pointer("/spec/hostNetwork")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let (ips, gateway) = match self.network.get() {
+            Some(net) if !host_network => {
+                let sb = self.sandbox_net(uid, ns, name, sandbox.netns.clone());
+                let a = net.setup(&sb).await?;
+                (
+                    a.ips.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
+                    a.gateway.map(|g| g.to_string()),
+                )
+            }
+            Some(_) => (vec![self.host_ip.clone()], None),
+            None => return Ok(()),
+        };
+        let hostname = match str_at(pod, "/spec/hostname") {
+            "" => name.to_string(),
+            h => h.to_string(),
+        };
+        let mut hosts = String::from(
+            "# Kubernetes-managed hosts file (tugboat).\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
+        );
+        if let Some(ip) = ips.first() {
+            let sub = str_at(pod, "/spec/subdomain");
+            let fqdn = match (&self.cfg.network, sub) {
+                (Some(PodNetworkSettings { dns: Some((_, domain)), .. }), s) if !s.is_empty() => {
+                    format!("{hostname}.{s}.{ns}.svc.{domain}\t")
+                }
+                _ => String::new(),
+            };
+            hosts.push_str(&format!("{ip}\t{fqdn}{hostname}\n"));
+        }
+        let resolv = self.resolv_conf(pod);
+        blocking(&self.runtime, {
+            let uid = uid.to_string();
+            move |r| {
+                r.write_pod_etc(&uid, "hosts", hosts.as_bytes())?;
+                if let Some(resolv) = resolv {
+                    r.write_pod_etc(&uid, "resolv.conf", resolv.as_bytes())?;
+                }
+                Ok(())
+            }
+        })
+        .await?;
+        std::fs::create_dir_all(self.pod_dir(uid))?;
+        std::fs::write(
+            &record,
+            serde_json::to_vec(&json!({"ips": ips, "gateway": gateway}))?,
+        )?;
+        Ok(())
+    }
+
+    /// The pod's `resolv.conf` by its `dnsPolicy` and `dnsConfig` (`None`: the node's,
+    /// already in place).
+    fn resolv_conf(&self, pod: &Value) -> Option<String> {
+        let ns = str_at(pod, "/metadata/namespace");
+        let host_network = pod
+            .pointer("/spec/hostNetwork")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let policy = match str_at(pod, "/spec/dnsPolicy") {
+            "" => "ClusterFirst",
+            p => p,
+        };
+        let cluster = self.cfg.network.as_ref().and_then(|n| n.dns.clone());
+        let (mut servers, mut searches, mut options): (Vec<String>, Vec<String>, Vec<String>) =
+            match (policy, &cluster) {
+                ("None", _) => (vec![], vec![], vec![]),
+                ("ClusterFirst", Some((ip, domain)))
+                | ("ClusterFirstWithHostNet", Some((ip, domain)))
+                    if policy == "ClusterFirstWithHostNet" || !host_network =>
+                {
+                    (
+                        vec![ip.to_string()],
+                        vec![
+                            format!("{ns}.svc.{domain}"),
+                            format!("svc.{domain}"),
+                            domain.clone(),
+                        ],
+                        vec!["ndots:5".into()],
+                    )
+                }
+                _ => {
+                    // Default (and ClusterFirst without cluster DNS): the node's.
+                    if pod.pointer("/spec/dnsConfig").is_none() {
+                        return None;
+                    }
+                    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+                    let (mut s, mut q, mut o) = (vec![], vec![], vec![]);
+                    for l in host.lines() {
+                        let mut w = l.split_whitespace();
+                        match w.next() {
+                            Some("nameserver") => s.extend(w.map(str::to_string)),
+                            Some("search") => q.extend(w.map(str::to_string)),
+                            Some("options") => o.extend(w.map(str::to_string)),
+                            _ => {}
+                        }
+                    }
+                    (s, q, o)
+                }
+            };
+        let list = |p: &str| -> Vec<String> {
+            pod.pointer(p)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        };
+        servers.extend(list("/spec/dnsConfig/nameservers"));
+        searches.extend(list("/spec/dnsConfig/searches"));
+        for o in pod
+            .pointer("/spec/dnsConfig/options")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let name = str_at(o, "/name");
+            let opt = match o.get("value").and_then(Value::as_str) {
+                Some(v) => format!("{name}:{v}"),
+                None => name.to_string(),
+            };
+            let key = name.to_string();
+            options.retain(|x| x.split(':').next() != Some(key.as_str()));
+            options.push(opt);
+        }
+        let mut out = String::new();
+        if !searches.is_empty() {
+            out.push_str(&format!("search {}\n", searches.join(" ")));
+        }
+        for s in servers.iter().take(3) {
+            out.push_str(&format!("nameserver {s}\n"));
+        }
+        if !options.is_empty() {
+            out.push_str(&format!("options {}\n", options.join(" ")));
+        }
+        Some(out)
+    }
+
     async fn register(&self) -> anyhow::Result<()> {
         let name = &self.cfg.node_name;
         let node = json!({"apiVersion": "v1", "kind": "Node",
@@ -507,6 +930,12 @@ impl Agent {
             for p in list.items {
                 self.dispatch(Arc::new(p));
             }
+            // Pods deleted while no watch ran (e.g. after a 410): their workers tear down.
+            for (uid, tx) in self.workers.lock().iter() {
+                if !live.contains(uid) {
+                    tx.send_replace(None);
+                }
+            }
             if first {
                 first = false;
                 self.clean_orphans(&live).await;
@@ -604,6 +1033,7 @@ impl Agent {
         self.waiting.lock().retain(|(u, _), _| u != uid);
         self.images_of.lock().retain(|(u, _), _| u != uid);
         self.started.lock().remove(uid);
+        self.volumes_refreshed.lock().remove(uid);
     }
 
     fn timed(&self, stage: &'static str, since: Instant) {
@@ -616,6 +1046,14 @@ impl Agent {
         v.push_back(ms);
     }
 
+    /// The pod's IP on the pod network, once its sandbox is attached (`network.json` in its
+    /// directory, written by the network setup).
+    fn pod_ip(&self, uid: &str) -> Option<String> {
+        let text = std::fs::read_to_string(self.pod_dir(uid).join("network.json")).ok()?;
+        let v: Value = serde_json::from_str(&text).ok()?;
+        v.pointer("/ips/0").and_then(Value::as_str).map(str::to_string)
+    }
+
     fn pod_dir(&self, uid: &str) -> PathBuf {
         self.cfg.data_dir.join("pods").join(uid)
     }
@@ -625,6 +1063,7 @@ impl Agent {
         teardown(
             &self.runtime,
             &self.images,
+            self.network.get().map(|n| n.as_ref()),
             &self.cfg.data_dir,
             uid,
             Duration::from_secs(2),
@@ -727,6 +1166,19 @@ impl Agent {
                 }
             }
         };
+        if let Err(e) = self.attach_network(pod, &sandbox).await {
+            self.event(
+                pod,
+                "Warning",
+                "FailedCreatePodSandBox",
+                &format!("Failed to create pod sandbox: {e:#}"),
+            );
+            // Start over on the next sync: nothing half-made stays.
+            if self.runtime.list(&uid).is_empty() {
+                self.teardown(&uid).await;
+            }
+            return false;
+        }
         let statuses = self.runtime.list(&uid);
         let latest = |cname: &str| -> Option<ContainerStatus> {
             statuses
@@ -782,6 +1234,20 @@ impl Agent {
                     Some(s) => self.run_probes(pod, &sandbox, c, &s).await,
                 }
             }
+        }
+        // configMap, secret and downward API volumes follow their sources.
+        let due = {
+            let mut refreshed = self.volumes_refreshed.lock();
+            let last = refreshed.entry(uid.clone()).or_insert_with(Instant::now);
+            if last.elapsed() >= VOLUME_REFRESH {
+                *last = Instant::now();
+                true
+            } else {
+                false
+            }
+        };
+        if due {
+            self.refresh_volumes(pod).await;
         }
         let t = Instant::now();
         self.report(pod, initialized).await;
@@ -1198,6 +1664,172 @@ impl Agent {
             .insert(key.clone(), (reason.to_string(), message.to_string()));
     }
 
+    /// The value of a downward API `fieldRef` (env or volume): metadata fields, single
+    /// labels and annotations, node name, service account, host and pod IPs; for a volume,
+    /// also all labels or annotations as `key="value"` lines.
+    fn field_value(&self, pod: &Value, path: &str) -> String {
+        match path {
+            "metadata.name" => str_at(pod, "/metadata/name").to_string(),
+            "metadata.namespace" => str_at(pod, "/metadata/namespace").to_string(),
+            "metadata.uid" => str_at(pod, "/metadata/uid").to_string(),
+            "spec.nodeName" => self.cfg.node_name.clone(),
+            "spec.serviceAccountName" => str_at(pod, "/spec/serviceAccountName").to_string(),
+            "status.hostIP" => self.host_ip.clone(),
+            "status.podIP" => self
+                .pod_ip(str_at(pod, "/metadata/uid"))
+                .unwrap_or_else(|| str_at(pod, "/status/podIP").to_string()),
+            "metadata.labels" | "metadata.annotations" => {
+                let field = path.trim_start_matches("metadata.");
+                let mut lines: Vec<String> = pod
+                    .pointer(&format!("/metadata/{field}"))
+                    .and_then(Value::as_object)
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| {
+                        format!("{k}={}", serde_json::Value::from(v.as_str().unwrap_or("")))
+                    })
+                    .collect();
+                lines.sort();
+                lines.join("\n")
+            }
+            other => {
+                let key = other
+                    .strip_prefix("metadata.labels['")
+                    .or_else(|| other.strip_prefix("metadata.annotations['"))
+                    .and_then(|s| s.strip_suffix("']"));
+                let field = if other.starts_with("metadata.labels") {
+                    "labels"
+                } else {
+                    "annotations"
+                };
+                key.and_then(|k| {
+                    pod.pointer(&format!(
+                        "/metadata/{field}/{}",
+                        k.replace('~', "~0").replace('/', "~1")
+                    ))
+                })
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+            }
+        }
+    }
+
+    /// The files of a configMap, secret, downwardAPI or projected volume (path, content,
+    /// mode); `None` for another kind of volume. A missing optional source gives no files;
+    /// a missing required one is an error.
+    async fn volume_files(&self, pod: &Value, v: &Value) -> anyhow::Result<Option<Vec<VolumeFile>>> {
+        let ns = str_at(pod, "/metadata/namespace");
+        let default_mode = |src: &Value| {
+            src.get("defaultMode")
+                .and_then(Value::as_u64)
+                .and_then(|m| u32::try_from(m).ok())
+                .unwrap_or(0o644)
+        };
+        let sources: Vec<(Value, u32)> = if let Some(p) = v.get("projected") {
+            let mode = default_mode(p);
+            p.get("sources")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|s| (s, mode))
+                .collect()
+        } else if let Some(src) = v.get("configMap") {
+            vec![(json!({"configMap": src}), default_mode(src))]
+        } else if let Some(src) = v.get("secret") {
+            let mut src = src.clone();
+            if let Some(o) = src.as_object_mut() {
+                let name = o.get("secretName").cloned().unwrap_or(Value::Null);
+                o.insert("name".into(), name);
+            }
+            let mode = default_mode(&src);
+            vec![(json!({"secret": src}), mode)]
+        } else if let Some(src) = v.get("downwardAPI") {
+            vec![(json!({"downwardAPI": src}), default_mode(src))]
+        } else {
+            return Ok(None);
+        };
+        let mut files = Vec::new();
+        for (source, mode) in sources {
+            if let Some(d) = source.get("downwardAPI") {
+                for it in d.get("items").and_then(Value::as_array).into_iter().flatten() {
+                    let mode = it
+                        .get("mode")
+                        .and_then(Value::as_u64)
+                        .and_then(|m| u32::try_from(m).ok())
+                        .unwrap_or(mode);
+                    let value = if let Some(f) =
+                        it.pointer("/fieldRef/fieldPath").and_then(Value::as_str)
+                    {
+                        self.field_value(pod, f)
+                    } else if let Some(r) = it.get("resourceFieldRef") {
+                        pod::resource_field(pod, r).unwrap_or_default()
+                    } else {
+                        continue;
+                    };
+                    files.push(VolumeFile {
+                        path: str_at(it, "/path").to_string(),
+                        data: value.into_bytes(),
+                        mode,
+                    });
+                }
+                continue;
+            }
+            let (res, src, secret) = if let Some(src) = source.get("configMap") {
+                ("configmaps", src, false)
+            } else if let Some(src) = source.get("secret") {
+                ("secrets", src, true)
+            } else {
+                // serviceAccountToken and clusterTrustBundle sources are not served.
+                continue;
+            };
+            let name = str_at(src, "/name");
+            let obj = self
+                .client
+                .get(&ApiResource::new("v1", res), Some(ns), name)
+                .await?;
+            let optional = src
+                .get("optional")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            match obj {
+                Some(obj) => files.extend(projected_files(&obj, src, secret, mode)),
+                None if optional => {}
+                None => anyhow::bail!("{} {name:?} not found", res.trim_end_matches('s')),
+            }
+        }
+        Ok(Some(files))
+    }
+
+    /// Rewrites the files of the pod's configMap, secret, downwardAPI and projected volumes
+    /// when their sources changed (the kubelet's volume refresh).
+    async fn refresh_volumes(&self, pod: &Value) {
+        let uid = str_at(pod, "/metadata/uid");
+        for v in pod
+            .pointer("/spec/volumes")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let vdir = self.pod_dir(uid).join("volumes").join(str_at(v, "/name"));
+            if !vdir.is_dir() {
+                continue;
+            }
+            match self.volume_files(pod, v).await {
+                Ok(Some(files)) => {
+                    if let Err(e) = write_volume_files(&vdir, &files) {
+                        tracing::warn!(pod_uid = %uid, volume = %str_at(v, "/name"), error = %e, "refreshing a volume");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(pod_uid = %uid, volume = %str_at(v, "/name"), error = %e, "refreshing a volume")
+                }
+            }
+        }
+    }
+
     async fn container_spec(
         &self,
         pod: &Value,
@@ -1265,37 +1897,7 @@ impl Agent {
                 .pointer("/valueFrom/fieldRef/fieldPath")
                 .and_then(Value::as_str)
             {
-                match f {
-                    "metadata.name" => pname.to_string(),
-                    "metadata.namespace" => ns.to_string(),
-                    "metadata.uid" => uid.to_string(),
-                    "spec.nodeName" => self.cfg.node_name.clone(),
-                    "spec.serviceAccountName" => {
-                        str_at(pod, "/spec/serviceAccountName").to_string()
-                    }
-                    "status.hostIP" => self.host_ip.clone(),
-                    "status.podIP" => str_at(pod, "/status/podIP").to_string(),
-                    other => {
-                        let key = other
-                            .strip_prefix("metadata.labels['")
-                            .or_else(|| other.strip_prefix("metadata.annotations['"))
-                            .and_then(|s| s.strip_suffix("']"));
-                        let field = if other.starts_with("metadata.labels") {
-                            "labels"
-                        } else {
-                            "annotations"
-                        };
-                        key.and_then(|k| {
-                            pod.pointer(&format!(
-                                "/metadata/{field}/{}",
-                                k.replace('~', "~0").replace('/', "~1")
-                            ))
-                        })
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string()
-                    }
-                }
+                self.field_value(pod, f)
             } else if let Some((r, secret)) = e
                 .pointer("/valueFrom/configMapKeyRef")
                 .map(|r| (r, false))
@@ -1409,7 +2011,6 @@ impl Agent {
     /// directory).
     async fn volume_mounts(&self, pod: &Value, c: &Value) -> anyhow::Result<Vec<Mount>> {
         let uid = str_at(pod, "/metadata/uid");
-        let ns = str_at(pod, "/metadata/namespace");
         let volumes = pod
             .pointer("/spec/volumes")
             .and_then(Value::as_array)
@@ -1446,40 +2047,12 @@ impl Agent {
                     _ => {}
                 }
                 (p, MountKind::Bind)
-            } else if let Some(src) = v.get("configMap").or_else(|| v.get("secret")) {
-                let secret = v.get("secret").is_some();
-                let name = if secret {
-                    str_at(src, "/secretName")
-                } else {
-                    str_at(src, "/name")
-                };
-                let res = if secret { "secrets" } else { "configmaps" };
-                let obj = self
-                    .client
-                    .get(&ApiResource::new("v1", res), Some(ns), name)
-                    .await?;
-                let optional = src
-                    .get("optional")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false);
-                let Some(obj) = obj else {
-                    if optional {
-                        std::fs::create_dir_all(&vdir)?;
-                        out.push(Mount {
-                            destination,
-                            source: vdir,
-                            read_only: true,
-                            kind: MountKind::Bind,
-                        });
-                        continue;
-                    }
-                    anyhow::bail!("{} {name:?} not found", res.trim_end_matches('s'));
-                };
-                write_projected(&vdir, &obj, src, secret)?;
+            } else if let Some(files) = self.volume_files(pod, v).await? {
+                write_volume_files(&vdir, &files)?;
                 (vdir, MountKind::Bind)
             } else {
                 anyhow::bail!(
-                    "volume {vname:?}: only emptyDir, hostPath, configMap and secret volumes are supported"
+                    "volume {vname:?}: only emptyDir, hostPath, configMap, secret, downwardAPI and projected volumes are supported"
                 );
             };
             out.push(Mount {
@@ -1670,11 +2243,22 @@ impl Agent {
         if !ics.is_empty() {
             status["initContainerStatuses"] = json!(ics);
         }
-        if let Some(ip) = pod.pointer("/status/podIP") {
-            status["podIP"] = ip.clone();
-        }
-        if let Some(ips) = pod.pointer("/status/podIPs") {
-            status["podIPs"] = ips.clone();
+        let ips: Vec<String> = std::fs::read_to_string(self.pod_dir(&uid).join("network.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .and_then(|v| v.get("ips").cloned())
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
+        if let Some(ip) = ips.first() {
+            status["podIP"] = json!(ip);
+            status["podIPs"] = json!(ips.iter().map(|i| json!({"ip": i})).collect::<Vec<_>>());
+        } else {
+            if let Some(ip) = pod.pointer("/status/podIP") {
+                status["podIP"] = ip.clone();
+            }
+            if let Some(ips) = pod.pointer("/status/podIPs") {
+                status["podIPs"] = ips.clone();
+            }
         }
         // Nothing changed (timestamps of unchanged conditions are kept): no write.
         let current = pod.get("status").cloned().unwrap_or(Value::Null);
@@ -1684,6 +2268,7 @@ impl Agent {
             "containerStatuses",
             "initContainerStatuses",
             "hostIP",
+            "podIP",
             "startTime",
         ]
         .iter()
@@ -1745,6 +2330,7 @@ impl Agent {
 async fn teardown(
     runtime: &Arc<Runtime>,
     images: &ImageStore,
+    network: Option<&PodNetwork>,
     data_dir: &std::path::Path,
     uid: &str,
     grace: Duration,
@@ -1762,6 +2348,26 @@ async fn teardown(
         .await
         {
             tracing::warn!(container = %c.id, error = %e, "removing a container");
+        }
+    }
+    // Detached from the pod network while its namespace still exists.
+    if let Some(net) = network
+        && data_dir.join("pods").join(uid).join("network.json").exists()
+    {
+        let netns = runtime
+            .sandbox(uid)
+            .map(|s| s.netns)
+            .unwrap_or_else(|| runtime.sandbox_netns_path(uid));
+        let sb = SandboxNet {
+            pod_uid: uid.to_string(),
+            namespace: String::new(),
+            name: String::new(),
+            sandbox_id: uid.to_string(),
+            netns,
+            ifname: "eth0".into(),
+        };
+        if let Err(e) = net.teardown(&sb).await {
+            tracing::warn!(pod_uid = %uid, error = %e, "detaching a pod from the network");
         }
     }
     if let Err(e) = blocking(runtime, {
@@ -1821,11 +2427,49 @@ pub async fn reset(data_dir: &std::path::Path) -> anyhow::Result<usize> {
         }
     }
     // A reset kills at once (no grace), 16 pods at a time.
+    let network = reset_network(data_dir).await;
     futures::stream::iter(uids.iter())
         .for_each_concurrent(16, |uid| {
-            teardown(&runtime, &images, data_dir, uid, Duration::ZERO)
+            teardown(
+                &runtime,
+                &images,
+                network.as_deref(),
+                data_dir,
+                uid,
+                Duration::ZERO,
+            )
         })
         .await;
+    if let Some(net) = &network
+        && let Err(e) = net.cleanup_node().await
+    {
+        tracing::warn!(error = %e, "removing the node's pod network");
+    }
+    let net_dir = data_dir.join("network");
+    if net_dir.join("active.json").exists() {
+        // The Service proxy's table (the proxy is not running: `nft` directly).
+        match std::process::Command::new("nft")
+            .args(["delete", "table", "ip", PROXY_TABLE])
+            .output()
+        {
+            Ok(o) if o.status.success() => {}
+            Ok(o) if String::from_utf8_lossy(&o.stderr).contains("No such file") => {}
+            Ok(o) => tracing::warn!(stderr = %String::from_utf8_lossy(&o.stderr).trim(), "deleting the Service proxy's nftables table"),
+            Err(e) => tracing::warn!(error = %e, "running nft"),
+        }
+    }
+    if let Ok(text) = std::fs::read_to_string(net_dir.join("active.json"))
+        && let Ok(active) = serde_json::from_str::<Value>(&text)
+        && let Some(link) = active.get("dnsLink").and_then(Value::as_str)
+        && let Err(e) = crate::network::pod::remove_node_link(None, link).await
+    {
+        tracing::warn!(error = %e, "removing the node's DNS address");
+    }
+    if let Err(e) = std::fs::remove_dir_all(&net_dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(dir = %net_dir.display(), error = %e, "removing the network state");
+    }
     drop(runtime);
     // The runtime's own directory, and the shared cgroup parent once no pod of any server
     // uses it (rmdir fails on a cgroup that still has children: that is fine).
@@ -1842,6 +2486,43 @@ pub async fn reset(data_dir: &std::path::Path) -> anyhow::Result<usize> {
     }
     let _ = std::fs::remove_dir("/sys/fs/cgroup/tugboat");
     Ok(uids.len())
+}
+
+/// The pod network the agent of `data_dir` ran (`network/active.json`), loaded again to
+/// detach its pods; `None` when it ran none or it cannot be loaded (then only the pods'
+/// namespaces go, and the IPAM state with the network directory).
+async fn reset_network(data_dir: &std::path::Path) -> Option<Arc<PodNetwork>> {
+    let text = std::fs::read_to_string(data_dir.join("network").join("active.json")).ok()?;
+    let active: Value = serde_json::from_str(&text).ok()?;
+    let strings = |p: &str| -> Vec<String> {
+        active
+            .pointer(p)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect()
+    };
+    let mut config = crate::network::pod::NetworkConfig::new(
+        str_at(&active, "/nodeName"),
+        strings("/podCIDRs"),
+        data_dir.to_path_buf(),
+    );
+    config.plugin = str_at(&active, "/plugin").to_string();
+    config.spec = active.get("spec").filter(|s| !s.is_null()).cloned();
+    config.cluster_cidr = str_at(&active, "/clusterCIDR").to_string();
+    let runtime = crate::plugin::PluginRuntime::new(crate::plugin::RuntimeConfig {
+        cache_dir: Some(data_dir.join("plugin-cache")),
+        ..Default::default()
+    })
+    .ok()?;
+    match PodNetwork::start(&runtime, config).await {
+        Ok(n) => Some(n),
+        Err(e) => {
+            tracing::warn!(error = %e, "loading the pod network to detach the pods");
+            None
+        }
+    }
 }
 
 /// Runs a blocking runtime call (runc, mounts, waits of tens of milliseconds to seconds)
@@ -1875,79 +2556,103 @@ fn decode_b64(s: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Writes a configMap's or secret's keys (or the listed `items`) as files with
-/// `defaultMode`/`mode`, replacing what was there.
-fn write_projected(
-    dir: &std::path::Path,
-    obj: &Value,
-    src: &Value,
-    secret: bool,
-) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir)?;
-    let default_mode = src
-        .get("defaultMode")
-        .and_then(Value::as_u64)
-        .and_then(|m| u32::try_from(m).ok())
-        .unwrap_or(0o644);
-    let mut files: Vec<(String, Vec<u8>, u32)> = Vec::new();
+/// One file of a configMap, secret, downwardAPI or projected volume.
+struct VolumeFile {
+    path: String,
+    data: Vec<u8>,
+    mode: u32,
+}
+
+/// A configMap's or secret's keys (or the listed `items`) as files, `mode` by default.
+fn projected_files(obj: &Value, src: &Value, secret: bool, mode: u32) -> Vec<VolumeFile> {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.decode(s).ok();
     let value_of = |k: &str| -> Option<Vec<u8>> {
+        let data = obj.pointer(&format!("/data/{k}")).and_then(Value::as_str);
         if secret {
-            use base64::Engine;
-            obj.pointer(&format!("/data/{k}"))
-                .and_then(Value::as_str)
-                .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+            data.and_then(b64)
         } else {
-            obj.pointer(&format!("/data/{k}"))
-                .and_then(Value::as_str)
-                .map(|s| s.as_bytes().to_vec())
-                .or_else(|| {
-                    use base64::Engine;
-                    obj.pointer(&format!("/binaryData/{k}"))
-                        .and_then(Value::as_str)
-                        .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
-                })
+            data.map(|s| s.as_bytes().to_vec()).or_else(|| {
+                obj.pointer(&format!("/binaryData/{k}"))
+                    .and_then(Value::as_str)
+                    .and_then(b64)
+            })
         }
     };
+    let mut files = Vec::new();
     match src.get("items").and_then(Value::as_array) {
         Some(items) => {
             for it in items {
-                let k = str_at(it, "/key");
-                let path = str_at(it, "/path");
                 let mode = it
                     .get("mode")
                     .and_then(Value::as_u64)
                     .and_then(|m| u32::try_from(m).ok())
-                    .unwrap_or(default_mode);
-                if let Some(v) = value_of(k) {
-                    files.push((path.to_string(), v, mode));
+                    .unwrap_or(mode);
+                if let Some(data) = value_of(str_at(it, "/key")) {
+                    files.push(VolumeFile {
+                        path: str_at(it, "/path").to_string(),
+                        data,
+                        mode,
+                    });
                 }
             }
         }
         None => {
             for field in ["data", "binaryData"] {
-                if let Some(m) = obj.get(field).and_then(Value::as_object) {
-                    for k in m.keys() {
-                        if let Some(v) = value_of(k) {
-                            files.push((k.clone(), v, default_mode));
-                        }
+                for k in obj.get(field).and_then(Value::as_object).into_iter().flatten().map(|(k, _)| k) {
+                    if let Some(data) = value_of(k) {
+                        files.push(VolumeFile {
+                            path: k.clone(),
+                            data,
+                            mode,
+                        });
                     }
                 }
             }
         }
     }
-    for (path, data, mode) in files {
-        if path.split('/').any(|p| p == ".." || p.is_empty()) {
-            anyhow::bail!("refusing the path {path:?} in a projected volume");
+    files
+}
+
+/// Writes a volume's files into `dir` (each replaced atomically, unchanged ones left alone)
+/// and removes the files and directories that are no longer part of it.
+fn write_volume_files(dir: &std::path::Path, files: &[VolumeFile]) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    let mut keep = std::collections::HashSet::new();
+    for f in files {
+        if f.path.is_empty() || f.path.starts_with('/') || f.path.split('/').any(|p| p == ".." || p.is_empty()) {
+            anyhow::bail!("refusing the path {:?} in a volume", f.path);
         }
-        let target = dir.join(&path);
+        keep.insert(f.path.split('/').next().unwrap_or_default().to_string());
+        let target = dir.join(&f.path);
+        let same = std::fs::read(&target).is_ok_and(|d| d == f.data)
+            && std::fs::metadata(&target).is_ok_and(|m| m.permissions().mode() & 0o7777 == f.mode);
+        if same {
+            continue;
+        }
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)?;
         }
         let tmp = target.with_extension("tugboat-tmp");
-        std::fs::write(&tmp, &data)?;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+        std::fs::write(&tmp, &f.data)?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(f.mode))?;
         std::fs::rename(&tmp, &target)?;
+    }
+    for e in std::fs::read_dir(dir)?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if keep.contains(&name) {
+            continue;
+        }
+        let path = e.path();
+        let r = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        if let Err(err) = r {
+            tracing::warn!(path = %path.display(), error = %err, "removing a stale volume file");
+        }
     }
     Ok(())
 }

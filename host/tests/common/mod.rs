@@ -127,6 +127,9 @@ pub struct Cluster {
     starts: u32,
     /// Further `tug server` arguments (kept across restarts).
     args: Vec<String>,
+    /// The network namespace (`ip netns` name) the server and kubectl run in, if not the
+    /// test's own.
+    netns: Option<String>,
 }
 
 impl Cluster {
@@ -139,6 +142,16 @@ impl Cluster {
     /// [`Cluster::start`] with further `tug server` arguments, e.g.
     /// `["--simulated-nodes", "3"]`.
     pub fn start_with(args: &[&str]) -> Cluster {
+        Cluster::start_in(None, args)
+    }
+
+    /// [`Cluster::start_with`] with the server (and every kubectl of this cluster) running
+    /// in the network namespace `netns` (made with `ip netns add`).
+    pub fn start_in_netns(netns: &str, args: &[&str]) -> Cluster {
+        Cluster::start_in(Some(netns), args)
+    }
+
+    fn start_in(netns: Option<&str>, args: &[&str]) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("tug-e2e-")
             .tempdir()
@@ -149,6 +162,7 @@ impl Cluster {
             addr: "127.0.0.1:0".parse().unwrap(),
             starts: 0,
             args: args.iter().map(|a| a.to_string()).collect(),
+            netns: netns.map(str::to_string),
         };
         let addr = cluster
             .spawn_server("127.0.0.1:0".parse().unwrap())
@@ -206,7 +220,7 @@ impl Cluster {
             .open(self.log_path())
             .map_err(|e| format!("opening the server log: {e}"))?;
         self.starts += 1;
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tug"));
+        let mut cmd = self.command(env!("CARGO_BIN_EXE_tug"));
         cmd.arg("server")
             .arg("--data-dir")
             .arg(self.dir.path())
@@ -344,9 +358,21 @@ impl Cluster {
         lines[from..].join("\n")
     }
 
+    /// A command for `program` in the cluster's network namespace (if it has one).
+    pub fn command(&self, program: &str) -> Command {
+        match &self.netns {
+            Some(ns) => {
+                let mut cmd = Command::new("ip");
+                cmd.args(["netns", "exec", ns, program]);
+                cmd
+            }
+            None => Command::new(program),
+        }
+    }
+
     /// A kubectl command for this cluster (kubeconfig and cache dir set).
     pub fn kubectl_cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new("kubectl");
+        let mut cmd = self.command("kubectl");
         cmd.arg("--kubeconfig")
             .arg(self.kubeconfig())
             .arg("--cache-dir")
@@ -359,7 +385,7 @@ impl Cluster {
 
     /// Run kubectl with another kubeconfig (e.g. one with a bad token).
     pub fn kubectl_with_kubeconfig(&self, kubeconfig: &Path, args: &[&str]) -> Output {
-        let mut cmd = Command::new("kubectl");
+        let mut cmd = self.command("kubectl");
         cmd.arg("--kubeconfig")
             .arg(kubeconfig)
             .arg("--cache-dir")

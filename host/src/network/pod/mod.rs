@@ -118,6 +118,29 @@ impl NetworkConfig {
     }
 }
 
+/// Gives the node the address `address` on the dummy link `link` (created if missing) in
+/// `node_netns` (`None`: the process's): where node-local services such as the cluster DNS
+/// server listen. Idempotent.
+pub async fn ensure_node_address(node_netns: Option<&std::path::Path>, link: &str, address: std::net::IpAddr) -> Result<()> {
+    let h = netns::connect(node_netns).await?;
+    let prefix = if address.is_ipv4() { 32 } else { 128 };
+    let cidr: Cidr = format!("{address}/{prefix}")
+        .parse()
+        .map_err(|e| anyhow!("{e}"))?;
+    links::ensure_dummy(&h, link, cidr).await?;
+    Ok(())
+}
+
+/// Removes the link `link` of the node (e.g. the dummy link of
+/// [`ensure_node_address`]); nothing if it does not exist.
+pub async fn remove_node_link(node_netns: Option<&std::path::Path>, link: &str) -> Result<()> {
+    let h = netns::connect(node_netns).await?;
+    if let Some(l) = links::get(&h, link).await? {
+        links::delete(&h, l.index).await?;
+    }
+    Ok(())
+}
+
 /// A pod sandbox as the network sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxNet {

@@ -345,4 +345,12 @@ mod tests {
         assert!(r.programming_max < Duration::from_secs(2), "{r:?}");
         assert!(r.cluster_ip_per_sec > 0.0 && r.direct_per_sec > 0.0);
     }
+
+    /// The benchmark at its default size: `cargo test -p tugboat --lib
+    /// network::service::bench -- --ignored --nocapture`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "a benchmark (about a minute)"]
+    async fn bench_default_size() {
+        run(&ServicesArgs::default()).await.expect("bench");
+    }
 }

@@ -252,6 +252,20 @@ impl Testbed {
                 &p,
             ])?;
             ip(&["-n", &n, "link", "set", &host_if, "master", BRIDGE, "up"])?;
+            // A pod reaching itself through a Service: with br_netfilter loaded the DNATed
+            // frame is bridged back out the port it came in by (the CNI bridge plugin's
+            // hairpinMode).
+            ip(&[
+                "-n",
+                &n,
+                "link",
+                "set",
+                &host_if,
+                "type",
+                "bridge_slave",
+                "hairpin",
+                "on",
+            ])?;
             ip(&[
                 "-n",
                 &p,

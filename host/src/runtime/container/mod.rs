@@ -380,6 +380,21 @@ impl Runtime {
         result.with_context(|| format!("creating the sandbox of pod {}", spec.pod_uid))
     }
 
+    /// Replaces one of the pod's `/etc` files (`hosts`, `hostname`, `resolv.conf`) that its
+    /// containers mount; written in place, so mounts of it see the new content.
+    pub fn write_pod_etc(&self, pod_uid: &str, name: &str, contents: &[u8]) -> Result<()> {
+        if !valid_name(pod_uid) || !matches!(name, "hosts" | "hostname" | "resolv.conf") {
+            bail!("invalid pod file {pod_uid}/{name}");
+        }
+        let path = self.pod_dir(pod_uid).join("etc").join(name);
+        std::fs::write(&path, contents).with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Where the pod's network namespace is pinned (whether or not it still is).
+    pub fn sandbox_netns_path(&self, pod_uid: &str) -> PathBuf {
+        sandbox::pins(&self.pod_dir(pod_uid))[0].clone()
+    }
+
     /// The pod's sandbox if it exists (its namespaces are pinned).
     pub fn sandbox(&self, pod_uid: &str) -> Option<Sandbox> {
         if !valid_name(pod_uid) {
