@@ -37,4 +37,13 @@ if [[ "${TUG_SKIP_BENCH:-0}" != 1 ]]; then
   "$CARGO_TARGET_DIR/release/tug" bench scheduler
   echo "== tug bench pods (release)"
   "$CARGO_TARGET_DIR/release/tug" bench pods
+  echo "== tug bench pods --pod-network bridge (release, in a network namespace of its own)"
+  bench_ns="tug-bench-$$"
+  ip netns add "$bench_ns"
+  trap 'ip netns delete "$bench_ns" 2>/dev/null || true' EXIT
+  ip -n "$bench_ns" link set lo up
+  nsenter --net="/run/netns/$bench_ns" "$CARGO_TARGET_DIR/release/tug" bench pods --pod-network bridge
+  ip netns delete "$bench_ns"
+  echo "== tug bench services (release)"
+  "$CARGO_TARGET_DIR/release/tug" bench services
 fi

@@ -95,7 +95,8 @@ enum NodeCmd {
 
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("TUG_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env("TUG_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,hickory_server=warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -125,9 +126,8 @@ fn main() -> Result<()> {
                 pod_network,
                 pod_network_config,
             } => {
-                let pod_network_config = tugboat::node::agent::read_network_config(
-                    pod_network_config.as_deref(),
-                )?;
+                let pod_network_config =
+                    tugboat::node::agent::read_network_config(pod_network_config.as_deref())?;
                 let running = tugboat::serve::start(tugboat::serve::ServerOptions {
                     data_dir,
                     listen,

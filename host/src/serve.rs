@@ -174,13 +174,14 @@ pub async fn start(opts: ServerOptions) -> Result<Running> {
         let (images, runtime) = node_runtime(&opts.data_dir)?;
         let client = Arc::new(crate::api::client::LocalClient::new(api.clone(), "kubelet"));
         let mut agent_cfg = crate::node::agent::AgentConfig::new(opts.data_dir.clone());
-        agent_cfg.network = opts.pod_network.clone().map(|plugin| {
-            crate::node::agent::PodNetworkSettings {
-                plugin,
-                config: opts.pod_network_config.clone(),
-                ..Default::default()
-            }
-        });
+        agent_cfg.network =
+            opts.pod_network
+                .clone()
+                .map(|plugin| crate::node::agent::PodNetworkSettings {
+                    plugin,
+                    config: opts.pod_network_config.clone(),
+                    ..Default::default()
+                });
         // `kubectl exec` into this node's containers.
         api.set_exec_provider(crate::node::exec::RuntimeExec::new(
             runtime.clone(),

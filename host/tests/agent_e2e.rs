@@ -140,24 +140,33 @@ fn agent_cmd(server: &str, token: &str, dir: &Path, node: &str, log: &Path) -> C
         .open(log)
         .expect("opening the agent log");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tug"));
-    cmd.args(["agent", "--pod-network", "none", "--server", server, "--token", token, "--data-dir"])
-        .arg(dir)
-        .args([
-            "--node-name",
-            node,
-            "--node-ip",
-            "127.0.0.1",
-            "--kubelet-port",
-            "0",
-        ])
-        .env("NO_COLOR", "1")
-        .env(
-            "TUG_LOG",
-            std::env::var("TUG_LOG").unwrap_or_else(|_| "info".into()),
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log));
+    cmd.args([
+        "agent",
+        "--pod-network",
+        "none",
+        "--server",
+        server,
+        "--token",
+        token,
+        "--data-dir",
+    ])
+    .arg(dir)
+    .args([
+        "--node-name",
+        node,
+        "--node-ip",
+        "127.0.0.1",
+        "--kubelet-port",
+        "0",
+    ])
+    .env("NO_COLOR", "1")
+    .env(
+        "TUG_LOG",
+        std::env::var("TUG_LOG").unwrap_or_else(|_| "info".into()),
+    )
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::from(log));
     kill_with_parent(&mut cmd);
     cmd
 }

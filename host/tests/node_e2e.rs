@@ -528,13 +528,25 @@ fn volumes_environment_and_streamed_logs() {
          i=0; while true; do echo tick-$i; i=$((i+1)); sleep 0.2; done",
         json!({}),
     );
+    p["metadata"]["labels"] = json!({"tier": "backend"});
+    p["spec"]["containers"][0]["resources"] = json!({"limits": {"memory": "64Mi"}});
     p["spec"]["volumes"] = json!([
         {"name": "cfg", "configMap": {"name": "cfg"}},
         {"name": "scratch", "emptyDir": {}},
+        {"name": "info", "downwardAPI": {"items": [
+            {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}},
+            {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+            {"path": "mem", "resourceFieldRef": {"containerName": "main", "resource": "limits.memory", "divisor": "1Mi"}}]}},
+        {"name": "all", "projected": {"sources": [
+            {"configMap": {"name": "cfg", "items": [{"key": "greeting", "path": "cfg/greeting"}]}},
+            {"secret": {"name": "sec"}},
+            {"downwardAPI": {"items": [{"path": "ns", "fieldRef": {"fieldPath": "metadata.namespace"}}]}}]}},
     ]);
     p["spec"]["containers"][0]["volumeMounts"] = json!([
         {"name": "cfg", "mountPath": "/cfg", "readOnly": true},
         {"name": "scratch", "mountPath": "/scratch"},
+        {"name": "info", "mountPath": "/info", "readOnly": true},
+        {"name": "all", "mountPath": "/all", "readOnly": true},
     ]);
     p["spec"]["containers"][0]["env"] = json!([
         {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "token"}}},
@@ -552,6 +564,49 @@ fn volumes_environment_and_streamed_logs() {
     check_contains(&logs, "hello from a configmap");
     check_contains(&logs, "token=s3cr3t pod=reader");
     check_contains(&logs, "scratch");
+    // Downward API and projected volumes.
+    let files = c.kubectl_ok(&[
+        "exec", "-n", &ns, "reader", "--", "sh", "-c",
+        "cat /info/name; echo; cat /info/labels; echo; cat /info/mem; echo; cat /all/cfg/greeting; echo; cat /all/token; echo; cat /all/ns",
+    ]);
+    let lines: Vec<&str> = files.lines().collect();
+    check_eq!(
+        lines,
+        vec![
+            "reader",
+            "tier=\"backend\"",
+            "64",
+            "hello from a configmap",
+            "s3cr3t",
+            ns.as_str()
+        ]
+    );
+    // A changed configMap and label reach the running container's files (the kubelet
+    // refreshes them; here within seconds), a removed key goes.
+    c.kubectl_stdin_ok(
+        &["apply", "-n", &ns, "-f", "-"],
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg"},
+            "data": {"greeting": "updated", "extra": "new"}})
+        .to_string(),
+    );
+    c.kubectl_ok(&[
+        "label",
+        "-n",
+        &ns,
+        "pod",
+        "reader",
+        "tier=frontend",
+        "--overwrite",
+    ]);
+    c.eventually(Duration::from_secs(60), "the volumes to follow their sources", || {
+        let out = c.kubectl(&[
+            "exec", "-n", &ns, "reader", "--", "sh", "-c",
+            "cat /cfg/greeting; echo; cat /cfg/extra; echo; cat /all/cfg/greeting; echo; cat /info/labels",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (text.lines().collect::<Vec<_>>() == vec!["updated", "new", "updated", "tier=\"frontend\""])
+            .then_some(())
+    });
     // `--tail` and `-f`: the last line, then new ones as they are written.
     let tail = c.kubectl_ok(&["logs", "-n", &ns, "reader", "--tail=1"]);
     check_eq!(tail.lines().count(), 1, "{tail}");

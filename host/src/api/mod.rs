@@ -20,8 +20,8 @@ pub mod openapi;
 pub mod patch;
 pub mod pki;
 pub mod protobuf;
-pub mod proxy;
 pub mod protobuf_schema;
+pub mod proxy;
 pub mod request;
 pub mod resources;
 pub mod schema;
@@ -39,7 +39,6 @@ use crate::store::Store;
 
 /// The Kubernetes version this server reports (and whose API it serves).
 pub const KUBE_VERSION: &str = "v1.33.0";
-
 
 /// Marks a Service answered on every node by the node's own server (today: `kube-dns`, by
 /// the node's DNS server): the Service proxy programs no rules for it.

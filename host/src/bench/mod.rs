@@ -78,6 +78,11 @@ pub enum BenchCmd {
     /// Pod startup latency on a real node (create → Ready for pods whose image is
     /// present), side by side with a bare `runc run` of the same image.
     Pods(pods::PodsArgs),
+    /// Service programming latency (an EndpointSlice write → traffic reaches the new
+    /// endpoint through the ClusterIP) with many other Services in the table, and the
+    /// connection rate through a ClusterIP against directly to the pod; real nftables in
+    /// network namespaces made for the run (root).
+    Services(crate::network::service::bench::ServicesArgs),
 }
 
 pub async fn run(cmd: BenchCmd) -> Result<()> {
@@ -94,6 +99,14 @@ pub async fn run(cmd: BenchCmd) -> Result<()> {
         BenchCmd::Controllers(args) => controllers::bench_controllers(args).await,
         BenchCmd::Scheduler(args) => scheduler::bench_scheduler(args).await,
         BenchCmd::Pods(args) => pods::bench_pods(args).await,
+        BenchCmd::Services(args) => {
+            println!(
+                "Service benchmark: nftables proxy, {} other Services, {} endpoint changes",
+                args.services, args.changes
+            );
+            crate::network::service::bench::run(&args).await?;
+            Ok(())
+        }
     }
 }
 

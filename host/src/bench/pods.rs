@@ -35,6 +35,12 @@ pub struct PodsArgs {
     /// Concurrent creators.
     #[arg(long, default_value_t = 8)]
     pub clients: usize,
+    /// The node's pod network plugin (`bridge`, `cni-adapter`) or `none`. With a network
+    /// the node makes its bridge, nftables tables and DNS address in the network
+    /// namespace the benchmark runs in: run it in one of its own
+    /// (`nsenter --net=/run/netns/NAME tug bench pods --pod-network bridge`).
+    #[arg(long, default_value = "none")]
+    pub pod_network: String,
 }
 
 fn q(v: &[f64], p: f64) -> f64 {
@@ -45,8 +51,8 @@ fn q(v: &[f64], p: f64) -> f64 {
 
 pub async fn bench_pods(args: PodsArgs) -> Result<()> {
     println!(
-        "pod startup benchmark: {} pods (busybox `sleep`, image present) on one real node",
-        args.pods
+        "pod startup benchmark: {} pods (busybox `sleep`, image present) on one real node, pod network: {}",
+        args.pods, args.pod_network
     );
     let registry = TestRegistry::start()?;
     let host = registry.host();
@@ -114,6 +120,7 @@ async fn run(args: &PodsArgs, image: &str, data_dir: &std::path::Path) -> Result
     );
     opts.controllers = false;
     opts.node_agent = true;
+    opts.pod_network = (args.pod_network != "none").then(|| args.pod_network.clone());
     let running = crate::serve::start(opts).await?;
     let client: Arc<LocalClient> = Arc::new(LocalClient::new(running.api.clone(), "bench"));
     let pods = ApiResource::new("v1", "pods");

@@ -208,9 +208,6 @@ pub const PROXY_TABLE: &str = "tugboat-proxy";
 
 const TIMING_SAMPLES: usize = 10_000;
 
-/// The node's dummy link that holds the cluster DNS address.
-pub const DNS_LINK: &str = "tug-dns";
-
 /// How often configMap, secret and downward API volumes are brought up to date.
 const VOLUME_REFRESH: Duration = Duration::from_secs(5);
 
@@ -458,7 +455,10 @@ impl Agent {
     /// Loads the node's network plugin for the Node's `spec.podCIDRs` (allocated by the
     /// API server when the Node was created) and records the choice in
     /// `<data-dir>/network/active.json`, so that `tug node reset` can undo it.
-    async fn start_network(&self, settings: &PodNetworkSettings) -> anyhow::Result<Arc<PodNetwork>> {
+    async fn start_network(
+        &self,
+        settings: &PodNetworkSettings,
+    ) -> anyhow::Result<Arc<PodNetwork>> {
         let node = self
             .client
             .get(&ApiResource::new("v1", "nodes"), None, &self.cfg.node_name)
@@ -487,7 +487,11 @@ impl Agent {
             .client
             .get(
                 &ApiResource::new(
-                    format!("{}/{}", crate::api::admission::PLUGIN_GROUP, crate::api::admission::PLUGIN_VERSION),
+                    format!(
+                        "{}/{}",
+                        crate::api::admission::PLUGIN_GROUP,
+                        crate::api::admission::PLUGIN_VERSION
+                    ),
                     "plugins",
                 ),
                 None,
@@ -541,12 +545,12 @@ impl Agent {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let active = json!({"plugin": settings.plugin, "spec": spec, "nodeName": self.cfg.node_name,
             "podCIDRs": pod_cidrs, "clusterCIDR": settings.cluster_cidr,
-            "dnsLink": settings.dns.as_ref().map(|_| DNS_LINK)});
+            "dnsAddress": settings.dns.as_ref().map(|(ip, _)| ip.to_string())});
         std::fs::write(dir.join("active.json"), serde_json::to_vec_pretty(&active)?)
             .with_context(|| format!("writing {}/active.json", dir.display()))?;
         let net = PodNetwork::start(&runtime, config).await?;
         if let Some((ip, _)) = &settings.dns {
-            crate::network::pod::ensure_node_address(None, DNS_LINK, *ip)
+            crate::network::pod::ensure_node_address(None, *ip)
                 .await
                 .with_context(|| format!("giving the node the cluster DNS address {ip}"))?;
         }
@@ -662,7 +666,13 @@ impl Agent {
         if let Some(ip) = ips.first() {
             let sub = str_at(pod, "/spec/subdomain");
             let fqdn = match (&self.cfg.network, sub) {
-                (Some(PodNetworkSettings { dns: Some((_, domain)), .. }), s) if !s.is_empty() => {
+                (
+                    Some(PodNetworkSettings {
+                        dns: Some((_, domain)),
+                        ..
+                    }),
+                    s,
+                ) if !s.is_empty() => {
                     format!("{hostname}.{s}.{ns}.svc.{domain}\t")
                 }
                 _ => String::new(),
@@ -721,9 +731,7 @@ impl Agent {
                 }
                 _ => {
                     // Default (and ClusterFirst without cluster DNS): the node's.
-                    if pod.pointer("/spec/dnsConfig").is_none() {
-                        return None;
-                    }
+                    pod.pointer("/spec/dnsConfig")?;
                     let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
                     let (mut s, mut q, mut o) = (vec![], vec![], vec![]);
                     for l in host.lines() {
@@ -1051,7 +1059,9 @@ impl Agent {
     fn pod_ip(&self, uid: &str) -> Option<String> {
         let text = std::fs::read_to_string(self.pod_dir(uid).join("network.json")).ok()?;
         let v: Value = serde_json::from_str(&text).ok()?;
-        v.pointer("/ips/0").and_then(Value::as_str).map(str::to_string)
+        v.pointer("/ips/0")
+            .and_then(Value::as_str)
+            .map(str::to_string)
     }
 
     fn pod_dir(&self, uid: &str) -> PathBuf {
@@ -1718,7 +1728,11 @@ impl Agent {
     /// The files of a configMap, secret, downwardAPI or projected volume (path, content,
     /// mode); `None` for another kind of volume. A missing optional source gives no files;
     /// a missing required one is an error.
-    async fn volume_files(&self, pod: &Value, v: &Value) -> anyhow::Result<Option<Vec<VolumeFile>>> {
+    async fn volume_files(
+        &self,
+        pod: &Value,
+        v: &Value,
+    ) -> anyhow::Result<Option<Vec<VolumeFile>>> {
         let ns = str_at(pod, "/metadata/namespace");
         let default_mode = |src: &Value| {
             src.get("defaultMode")
@@ -1753,7 +1767,12 @@ impl Agent {
         let mut files = Vec::new();
         for (source, mode) in sources {
             if let Some(d) = source.get("downwardAPI") {
-                for it in d.get("items").and_then(Value::as_array).into_iter().flatten() {
+                for it in d
+                    .get("items")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
                     let mode = it
                         .get("mode")
                         .and_then(Value::as_u64)
@@ -2352,7 +2371,11 @@ async fn teardown(
     }
     // Detached from the pod network while its namespace still exists.
     if let Some(net) = network
-        && data_dir.join("pods").join(uid).join("network.json").exists()
+        && data_dir
+            .join("pods")
+            .join(uid)
+            .join("network.json")
+            .exists()
     {
         let netns = runtime
             .sandbox(uid)
@@ -2454,14 +2477,19 @@ pub async fn reset(data_dir: &std::path::Path) -> anyhow::Result<usize> {
         {
             Ok(o) if o.status.success() => {}
             Ok(o) if String::from_utf8_lossy(&o.stderr).contains("No such file") => {}
-            Ok(o) => tracing::warn!(stderr = %String::from_utf8_lossy(&o.stderr).trim(), "deleting the Service proxy's nftables table"),
+            Ok(o) => {
+                tracing::warn!(stderr = %String::from_utf8_lossy(&o.stderr).trim(), "deleting the Service proxy's nftables table")
+            }
             Err(e) => tracing::warn!(error = %e, "running nft"),
         }
     }
     if let Ok(text) = std::fs::read_to_string(net_dir.join("active.json"))
         && let Ok(active) = serde_json::from_str::<Value>(&text)
-        && let Some(link) = active.get("dnsLink").and_then(Value::as_str)
-        && let Err(e) = crate::network::pod::remove_node_link(None, link).await
+        && let Some(ip) = active
+            .get("dnsAddress")
+            .and_then(Value::as_str)
+            .and_then(|a| a.parse().ok())
+        && let Err(e) = crate::network::pod::remove_node_address(None, ip).await
     {
         tracing::warn!(error = %e, "removing the node's DNS address");
     }
@@ -2599,7 +2627,13 @@ fn projected_files(obj: &Value, src: &Value, secret: bool, mode: u32) -> Vec<Vol
         }
         None => {
             for field in ["data", "binaryData"] {
-                for k in obj.get(field).and_then(Value::as_object).into_iter().flatten().map(|(k, _)| k) {
+                for k in obj
+                    .get(field)
+                    .and_then(Value::as_object)
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, _)| k)
+                {
                     if let Some(data) = value_of(k) {
                         files.push(VolumeFile {
                             path: k.clone(),
@@ -2621,7 +2655,10 @@ fn write_volume_files(dir: &std::path::Path, files: &[VolumeFile]) -> anyhow::Re
     std::fs::create_dir_all(dir)?;
     let mut keep = std::collections::HashSet::new();
     for f in files {
-        if f.path.is_empty() || f.path.starts_with('/') || f.path.split('/').any(|p| p == ".." || p.is_empty()) {
+        if f.path.is_empty()
+            || f.path.starts_with('/')
+            || f.path.split('/').any(|p| p == ".." || p.is_empty())
+        {
             anyhow::bail!("refusing the path {:?} in a volume", f.path);
         }
         keep.insert(f.path.split('/').next().unwrap_or_default().to_string());

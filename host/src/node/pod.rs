@@ -164,6 +164,28 @@ pub fn pull_policy(container: &Value) -> &'static str {
     }
 }
 
+/// The value of a downward API `resourceFieldRef` (`limits.cpu`, `requests.memory`, …) of
+/// the named container (or the first), divided by `divisor` and rounded up, as the kubelet
+/// renders it; `None` when the container sets no such value.
+pub fn resource_field(pod: &Value, r: &Value) -> Option<String> {
+    let resource = r.get("resource").and_then(Value::as_str)?;
+    let (kind, name) = resource.split_once('.')?;
+    let containers = pod.pointer("/spec/containers").and_then(Value::as_array)?;
+    let c = match r.get("containerName").and_then(Value::as_str) {
+        Some(n) if !n.is_empty() => containers.iter().find(|c| c["name"] == n)?,
+        _ => containers.first()?,
+    };
+    let q = Quantity::from_value(c.pointer(&format!("/resources/{kind}/{name}"))?)?;
+    let divisor = r
+        .get("divisor")
+        .and_then(Quantity::from_value)
+        .and_then(|d| d.milli_value())
+        .filter(|d| *d > 0)
+        .unwrap_or(1000);
+    let v = q.milli_value()?;
+    Some(((v + divisor - 1) / divisor).to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,26 +270,4 @@ mod tests {
         );
         assert_eq!(pull_policy(&json!({"image": "r:5000/busybox"})), "Always");
     }
-}
-
-/// The value of a downward API `resourceFieldRef` (`limits.cpu`, `requests.memory`, …) of
-/// the named container (or the first), divided by `divisor` and rounded up, as the kubelet
-/// renders it; `None` when the container sets no such value.
-pub fn resource_field(pod: &Value, r: &Value) -> Option<String> {
-    let resource = r.get("resource").and_then(Value::as_str)?;
-    let (kind, name) = resource.split_once('.')?;
-    let containers = pod.pointer("/spec/containers").and_then(Value::as_array)?;
-    let c = match r.get("containerName").and_then(Value::as_str) {
-        Some(n) if !n.is_empty() => containers.iter().find(|c| c["name"] == n)?,
-        _ => containers.first()?,
-    };
-    let q = Quantity::from_value(c.pointer(&format!("/resources/{kind}/{name}"))?)?;
-    let divisor = r
-        .get("divisor")
-        .and_then(Quantity::from_value)
-        .and_then(|d| d.milli_value())
-        .filter(|d| *d > 0)
-        .unwrap_or(1000);
-    let v = q.milli_value()?;
-    Some(((v + divisor - 1) / divisor).to_string())
 }

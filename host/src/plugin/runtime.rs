@@ -249,10 +249,9 @@ impl PluginRuntime {
                 |s| &mut s.network,
             )
             .map_err(anyhow::Error::from)?;
-            wit_network::cni::add_to_linker::<StoreState, HasSelf<NetworkCtx>>(
-                &mut linker,
-                |s| &mut s.network,
-            )
+            wit_network::cni::add_to_linker::<StoreState, HasSelf<NetworkCtx>>(&mut linker, |s| {
+                &mut s.network
+            })
             .map_err(anyhow::Error::from)?;
         }
 

@@ -362,8 +362,10 @@ impl Cluster {
     pub fn command(&self, program: &str) -> Command {
         match &self.netns {
             Some(ns) => {
-                let mut cmd = Command::new("ip");
-                cmd.args(["netns", "exec", ns, program]);
+                // nsenter changes only the network namespace (`ip netns exec` also makes a
+                // mount namespace with a fresh /sys, which hides the cgroup mounts).
+                let mut cmd = Command::new("nsenter");
+                cmd.arg(format!("--net=/run/netns/{ns}")).arg(program);
                 cmd
             }
             None => Command::new(program),

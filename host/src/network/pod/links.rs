@@ -9,9 +9,7 @@ use futures::TryStreamExt;
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkInfo as NlLinkInfo};
 use rtnetlink::packet_route::route::RouteScope;
-use rtnetlink::{
-    Handle, LinkBridge, LinkBridgePort, LinkDummy, LinkUnspec, LinkVeth, RouteMessageBuilder,
-};
+use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use super::cidr::Cidr;
 
@@ -148,33 +146,30 @@ pub(crate) async fn ensure_bridge(h: &Handle, name: &str, gateway: Cidr, mtu: u3
     Ok(link)
 }
 
-/// Creates the dummy link `name` if missing (an existing link of that name must be a
-/// dummy), adds `address` and brings it up: an address of the node's own, such as the
-/// cluster DNS address its DNS server answers on.
-pub(crate) async fn ensure_dummy(h: &Handle, name: &str, address: Cidr) -> Result<Link> {
-    let link = match get(h, name).await? {
-        Some(l) if l.kind.as_deref() == Some("dummy") => l,
-        Some(l) => bail!(
-            "link {name} exists and is not a dummy link (kind {})",
-            l.kind.as_deref().unwrap_or("none")
-        ),
-        None => {
-            if let Err(e) = h.link().add(LinkDummy::new(name).build()).execute().await {
-                let e = anyhow::Error::from(e);
-                if errno(&e) != Some(libc::EEXIST) {
-                    return Err(e.context(format!("creating dummy link {name}")));
-                }
-            }
-            must_get(h, name).await?
+/// Removes `cidr` from link `index` (nothing if it does not have it).
+pub(crate) async fn remove_address(h: &Handle, index: u32, cidr: Cidr) -> Result<()> {
+    let mut stream = h.address().get().set_link_index_filter(index).execute();
+    let mut found = None;
+    while let Some(msg) = stream.try_next().await.context("listing addresses")? {
+        let has = msg.header.index == index
+            && msg.header.prefix_len == cidr.prefix
+            && msg.attributes.iter().any(|a| {
+                matches!(a, AddressAttribute::Local(ip) | AddressAttribute::Address(ip) if *ip == cidr.addr)
+            });
+        if has {
+            found = Some(msg);
+            break;
         }
-    };
-    add_address(h, link.index, address)
-        .await
-        .with_context(|| format!("adding {address} to {name}"))?;
-    set_up(h, link.index)
-        .await
-        .with_context(|| format!("bringing {name} up"))?;
-    Ok(link)
+    }
+    drop(stream);
+    if let Some(msg) = found {
+        h.address()
+            .del(msg)
+            .execute()
+            .await
+            .with_context(|| format!("removing address {cidr}"))?;
+    }
+    Ok(())
 }
 
 /// The addresses of link `index`.

@@ -118,27 +118,34 @@ impl NetworkConfig {
     }
 }
 
-/// Gives the node the address `address` on the dummy link `link` (created if missing) in
+/// Gives the node the address `address` (as a /32 or /128 on its loopback interface) in
 /// `node_netns` (`None`: the process's): where node-local services such as the cluster DNS
-/// server listen. Idempotent.
-pub async fn ensure_node_address(node_netns: Option<&std::path::Path>, link: &str, address: std::net::IpAddr) -> Result<()> {
+/// server listen; pods reach it through their default route to the node. (A dummy link
+/// would do too, but not every kernel has the dummy driver.) Idempotent.
+pub async fn ensure_node_address(
+    node_netns: Option<&std::path::Path>,
+    address: std::net::IpAddr,
+) -> Result<()> {
     let h = netns::connect(node_netns).await?;
-    let prefix = if address.is_ipv4() { 32 } else { 128 };
-    let cidr: Cidr = format!("{address}/{prefix}")
-        .parse()
-        .map_err(|e| anyhow!("{e}"))?;
-    links::ensure_dummy(&h, link, cidr).await?;
-    Ok(())
+    let lo = links::get(&h, "lo").await?.context("the node has no lo")?;
+    links::add_address(&h, lo.index, host_cidr(address)?).await
 }
 
-/// Removes the link `link` of the node (e.g. the dummy link of
-/// [`ensure_node_address`]); nothing if it does not exist.
-pub async fn remove_node_link(node_netns: Option<&std::path::Path>, link: &str) -> Result<()> {
+/// Removes what [`ensure_node_address`] added (nothing if it is not there).
+pub async fn remove_node_address(
+    node_netns: Option<&std::path::Path>,
+    address: std::net::IpAddr,
+) -> Result<()> {
     let h = netns::connect(node_netns).await?;
-    if let Some(l) = links::get(&h, link).await? {
-        links::delete(&h, l.index).await?;
-    }
-    Ok(())
+    let lo = links::get(&h, "lo").await?.context("the node has no lo")?;
+    links::remove_address(&h, lo.index, host_cidr(address)?).await
+}
+
+fn host_cidr(address: std::net::IpAddr) -> Result<Cidr> {
+    let prefix = if address.is_ipv4() { 32 } else { 128 };
+    format!("{address}/{prefix}")
+        .parse()
+        .map_err(|e| anyhow!("{e}"))
 }
 
 /// A pod sandbox as the network sees it.

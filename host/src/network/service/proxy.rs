@@ -2,10 +2,13 @@
 //!
 //! [`ServiceProxy`] follows Services and EndpointSlices through the engine's shared
 //! informers and programs one table of its own (family `ip`, name [`ProxyConfig::table`])
-//! through the `nft` binary's JSON interface (the `nftables` crate's schema). Every sync
-//! replaces the whole table in one `nft -j -f -` transaction (`add table; delete table;
-//! add table …`), so the kernel never sees half a ruleset and nothing of an older ruleset
-//! survives. With no Service left to program, the table is deleted.
+//! through the `nft` binary's JSON interface (the `nftables` crate's schema), each sync
+//! one atomic `nft -j -f -` transaction. The first sync (and the first after a failure)
+//! replaces the whole table (`add table; delete table; add table …`), so nothing of an
+//! older ruleset survives; later syncs rewrite only the chains of the Service ports that
+//! changed and the two lookup chains ([`build_update`]), which keeps a sync at 1,000
+//! Services to milliseconds instead of the ~0.4 s the kernel takes to replace a table of
+//! 3,000 chains. With no Service left to program, the table is deleted.
 //!
 //! The table (`T` = the table name, `K` = a Service port's key `ns/name/proto/port`):
 //!
@@ -21,8 +24,8 @@
 //!                         ip daddr != 127.0.0.0/8 fib daddr type local
 //!                           meta l4proto . th dport vmap { tcp . 30080 : goto ext-K, … } }
 //! chain no-endpoints    { the same two lookups for Service ports without a ready
-//!                         endpoint, each going to reject }
-//! chain reject          { meta l4proto tcp reject with tcp reset; reject }
+//!                         endpoint, each going to reject-chain }
+//! chain reject-chain    { meta l4proto tcp reject with tcp reset; reject }
 //! chain ext-K           { mark 0x4000 (masquerade NodePort traffic); goto svc-K }
 //! chain svc-K           { [ip saddr != CLUSTER_CIDR mark 0x4000]
 //!                         numgen random mod N vmap { 0 : goto ep-K-0, … } }
@@ -78,7 +81,7 @@ use nftables::expr::{
     BinaryOperation, CT, Expression, Fib, FibFlag, FibResult, Meta, MetaKey, NamedExpression,
     NgMode, Numgen, Payload, PayloadField, Prefix, SetItem, Verdict,
 };
-use nftables::schema::{Chain, NfListObject, Nftables, Rule, Table};
+use nftables::schema::{Chain, FlushObject, NfCmd, NfListObject, Nftables, Rule, Table};
 use nftables::stmt::{
     JumpTarget, Mangle, Match, NAT, NATFlag, Operator, Reject, RejectType, Statement, VerdictMap,
 };
@@ -192,6 +195,8 @@ impl Default for ProxyConfig {
 pub struct ProxyStatus {
     /// Rulesets applied (also the generation of what is in the kernel).
     pub syncs: u64,
+    /// Of which whole-table replacements (the others rewrote only what changed).
+    pub full_syncs: u64,
     /// Failed applies.
     pub failures: u64,
     /// How long the last apply took (building the ruleset and running `nft`).
@@ -575,90 +580,27 @@ fn lookups(
     rules
 }
 
-/// The whole table for `ports` as one transaction (or its deletion when `ports` is empty).
-pub fn build_ruleset(config: &ProxyConfig, ports: &[ServicePort]) -> Nftables<'static> {
-    let table: String = config.table.clone();
-    let mut batch = Batch::new();
-    let tbl = || Table {
-        family: NfFamily::IP,
-        name: table.clone().into(),
-        handle: None,
-    };
-    batch.add(NfListObject::Table(tbl()));
-    batch.delete(NfListObject::Table(tbl()));
-    if ports.is_empty() {
-        return batch.to_nftables();
+type Rules = Vec<Vec<Statement<'static>>>;
+
+/// The chains of one Service port with their rules, in creation order (the endpoint
+/// chains before the chains that go to them).
+fn port_chains(config: &ProxyConfig, p: &ServicePort) -> Vec<(String, Rules)> {
+    if p.endpoints.is_empty() {
+        return Vec::new(); // the no-endpoints lookup sends it to the reject chain
     }
-    batch.add(NfListObject::Table(tbl()));
-
-    let mut chains: Vec<Chain<'static>> = Vec::new();
-    let mut rules: Vec<(String, Vec<Statement<'static>>)> = Vec::new();
-    let chain = |name: &str| Chain {
-        family: NfFamily::IP,
-        table: table.clone().into(),
-        name: name.to_string().into(),
-        ..Chain::default()
-    };
-    let base = |name: &str, ty: NfChainType, hook: NfHook, prio: i32| Chain {
-        _type: Some(ty),
-        hook: Some(hook),
-        prio: Some(prio),
-        policy: Some(NfChainPolicy::Accept),
-        ..chain(name)
-    };
-
-    // Regular chains first (the base chains' rules refer to them).
-    for name in ["services", "no-endpoints", "reject"] {
-        chains.push(chain(name));
-    }
-    rules.push((
-        "reject".into(),
-        vec![
-            matches(meta(MetaKey::L4proto), Operator::EQ, s("tcp")),
-            Statement::Reject(Some(Reject::new(Some(RejectType::TCPReset), None))),
-        ],
-    ));
-    rules.push(("reject".into(), vec![Statement::Reject(None)]));
-
-    let (with, without): (Vec<&ServicePort>, Vec<&ServicePort>) =
-        ports.iter().partition(|p| !p.endpoints.is_empty());
-    for p in &with {
-        let svc = format!("svc-{}", p.key);
-        chains.push(chain(&svc));
-        if p.node_port.is_some() {
-            let ext = format!("ext-{}", p.key);
-            chains.push(chain(&ext));
-            rules.push((ext, vec![set_mark(), goto(&svc)]));
-        }
-        if let Some(cidr) = config.cluster_cidr {
-            rules.push((
-                svc.clone(),
-                vec![
-                    matches(
-                        payload("ip", "saddr"),
-                        Operator::NEQ,
-                        Expression::Named(NamedExpression::Prefix(Prefix {
-                            addr: Box::new(s(cidr.network().to_string())),
-                            len: u32::from(cidr.prefix),
-                        })),
-                    ),
-                    set_mark(),
-                ],
-            ));
-        }
-        let mut targets = Vec::new();
-        for (i, ep) in p.endpoints.iter().enumerate() {
-            let epc = format!("ep-{}/{}", p.key, ep);
-            chains.push(chain(&epc));
-            rules.push((
-                epc.clone(),
+    let mut out = Vec::new();
+    let svc = format!("svc-{}", p.key);
+    let mut targets = Vec::new();
+    for (i, ep) in p.endpoints.iter().enumerate() {
+        let epc = format!("ep-{}/{}", p.key, ep);
+        out.push((
+            epc.clone(),
+            vec![
+                // Hairpin: a pod reaching itself through the Service.
                 vec![
                     matches(payload("ip", "saddr"), Operator::EQ, s(ep.ip().to_string())),
                     set_mark(),
                 ],
-            ));
-            rules.push((
-                epc.clone(),
                 vec![
                     matches(meta(MetaKey::L4proto), Operator::EQ, s(p.protocol.nft())),
                     Statement::DNAT(Some(NAT {
@@ -668,39 +610,180 @@ pub fn build_ruleset(config: &ProxyConfig, ports: &[ServicePort]) -> Nftables<'s
                         flags: None,
                     })),
                 ],
-            ));
-            targets.push((
-                Expression::Number(u32::try_from(i).unwrap_or(u32::MAX)),
-                epc,
-            ));
+            ],
+        ));
+        targets.push((
+            Expression::Number(u32::try_from(i).unwrap_or(u32::MAX)),
+            epc,
+        ));
+    }
+    let mut svc_rules: Rules = Vec::new();
+    if let Some(cidr) = config.cluster_cidr {
+        svc_rules.push(vec![
+            matches(
+                payload("ip", "saddr"),
+                Operator::NEQ,
+                Expression::Named(NamedExpression::Prefix(Prefix {
+                    addr: Box::new(s(cidr.network().to_string())),
+                    len: u32::from(cidr.prefix),
+                })),
+            ),
+            set_mark(),
+        ]);
+    }
+    if targets.len() == 1 {
+        svc_rules.push(vec![goto(&targets[0].1)]);
+    } else {
+        let n = u32::try_from(targets.len()).unwrap_or(u32::MAX);
+        svc_rules.push(vec![vmap(
+            Expression::Named(NamedExpression::Numgen(Numgen {
+                mode: NgMode::Random,
+                ng_mod: n,
+                offset: None,
+            })),
+            targets,
+        )]);
+    }
+    out.push((svc.clone(), svc_rules));
+    if p.node_port.is_some() {
+        // NodePort traffic is masqueraded (the endpoint may answer through another node).
+        out.push((format!("ext-{}", p.key), vec![vec![set_mark(), goto(&svc)]]));
+    }
+    out
+}
+
+/// The rules of the `services` and `no-endpoints` chains.
+fn lookup_chains(ports: &[ServicePort]) -> (Rules, Rules) {
+    let (with, without): (Vec<&ServicePort>, Vec<&ServicePort>) =
+        ports.iter().partition(|p| !p.endpoints.is_empty());
+    (
+        lookups(
+            &with,
+            |p| format!("svc-{}", p.key),
+            |p| format!("ext-{}", p.key),
+        ),
+        lookups(&without, |_| REJECT_CHAIN.into(), |_| REJECT_CHAIN.into()),
+    )
+}
+
+const REJECT_CHAIN: &str = "reject-chain";
+
+/// Builds one nft transaction on the proxy's table.
+struct Tx {
+    table: String,
+    batch: Batch<'static>,
+}
+
+impl Tx {
+    fn new(config: &ProxyConfig) -> Tx {
+        Tx {
+            table: config.table.clone(),
+            batch: Batch::new(),
         }
-        if targets.len() == 1 {
-            rules.push((svc, vec![goto(&targets[0].1)]));
-        } else {
-            let n = u32::try_from(targets.len()).unwrap_or(u32::MAX);
-            rules.push((
-                svc,
-                vec![vmap(
-                    Expression::Named(NamedExpression::Numgen(Numgen {
-                        mode: NgMode::Random,
-                        ng_mod: n,
-                        offset: None,
-                    })),
-                    targets,
-                )],
-            ));
+    }
+
+    fn table(&self) -> Table<'static> {
+        Table {
+            family: NfFamily::IP,
+            name: self.table.clone().into(),
+            handle: None,
         }
     }
-    for r in lookups(
-        &with,
-        |p| format!("svc-{}", p.key),
-        |p| format!("ext-{}", p.key),
-    ) {
-        rules.push(("services".into(), r));
+
+    fn chain(&self, name: &str) -> Chain<'static> {
+        Chain {
+            family: NfFamily::IP,
+            table: self.table.clone().into(),
+            name: name.to_string().into(),
+            ..Chain::default()
+        }
     }
-    for r in lookups(&without, |_| "reject".into(), |_| "reject".into()) {
-        rules.push(("no-endpoints".into(), r));
+
+    fn add_chain(&mut self, name: &str) {
+        let c = self.chain(name);
+        self.batch.add(NfListObject::Chain(c));
     }
+
+    fn add_base_chain(&mut self, name: &str, ty: NfChainType, hook: NfHook, prio: i32) {
+        let c = Chain {
+            _type: Some(ty),
+            hook: Some(hook),
+            prio: Some(prio),
+            policy: Some(NfChainPolicy::Accept),
+            ..self.chain(name)
+        };
+        self.batch.add(NfListObject::Chain(c));
+    }
+
+    fn flush_chain(&mut self, name: &str) {
+        let c = self.chain(name);
+        self.batch.add_cmd(NfCmd::Flush(FlushObject::Chain(c)));
+    }
+
+    fn delete_chain(&mut self, name: &str) {
+        let c = self.chain(name);
+        self.batch.delete(NfListObject::Chain(c));
+    }
+
+    fn add_rule(&mut self, chain: &str, expr: Vec<Statement<'static>>) {
+        self.batch.add(NfListObject::Rule(Rule {
+            family: NfFamily::IP,
+            table: self.table.clone().into(),
+            chain: chain.to_string().into(),
+            expr: expr.into(),
+            handle: None,
+            index: None,
+            comment: None,
+        }));
+    }
+
+    fn add_rules(&mut self, chain: &str, rules: Rules) {
+        for r in rules {
+            self.add_rule(chain, r);
+        }
+    }
+
+    fn done(self) -> Nftables<'static> {
+        self.batch.to_nftables()
+    }
+}
+
+/// The whole table for `ports` as one transaction that replaces whatever table of that
+/// name exists (or only deletes it when `ports` is empty).
+pub fn build_ruleset(config: &ProxyConfig, ports: &[ServicePort]) -> Nftables<'static> {
+    let mut tx = Tx::new(config);
+    let t = tx.table();
+    tx.batch.add(NfListObject::Table(t.clone()));
+    tx.batch.delete(NfListObject::Table(t.clone()));
+    if ports.is_empty() {
+        return tx.done();
+    }
+    tx.batch.add(NfListObject::Table(t));
+
+    // Regular chains first (the base chains' rules refer to them).
+    for name in ["services", "no-endpoints", REJECT_CHAIN] {
+        tx.add_chain(name);
+    }
+    tx.add_rule(
+        REJECT_CHAIN,
+        vec![
+            matches(meta(MetaKey::L4proto), Operator::EQ, s("tcp")),
+            Statement::Reject(Some(Reject::new(Some(RejectType::TCPReset), None))),
+        ],
+    );
+    tx.add_rule(REJECT_CHAIN, vec![Statement::Reject(None)]);
+    for p in ports {
+        let chains = port_chains(config, p);
+        for (name, _) in &chains {
+            tx.add_chain(name);
+        }
+        for (name, rules) in chains {
+            tx.add_rules(&name, rules);
+        }
+    }
+    let (services, no_endpoints) = lookup_chains(ports);
+    tx.add_rules("services", services);
+    tx.add_rules("no-endpoints", no_endpoints);
 
     // Base chains.
     for (name, ty, hook, prio) in [
@@ -716,12 +799,12 @@ pub fn build_ruleset(config: &ProxyConfig, ports: &[ServicePort]) -> Nftables<'s
         ("filter-forward", NfChainType::Filter, NfHook::Forward, -110),
         ("filter-output", NfChainType::Filter, NfHook::Output, -110),
     ] {
-        chains.push(base(name, ty, hook, prio));
+        tx.add_base_chain(name, ty, hook, prio);
     }
-    rules.push(("nat-prerouting".into(), vec![jump("services")]));
-    rules.push(("nat-output".into(), vec![jump("services")]));
+    tx.add_rule("nat-prerouting", vec![jump("services")]);
+    tx.add_rule("nat-output", vec![jump("services")]);
     for f in ["filter-input", "filter-forward", "filter-output"] {
-        rules.push((f.into(), vec![ct_state_new(), jump("no-endpoints")]));
+        tx.add_rule(f, vec![ct_state_new(), jump("no-endpoints")]);
     }
     let masquerade = || {
         Statement::Masquerade(Some(NAT {
@@ -731,8 +814,8 @@ pub fn build_ruleset(config: &ProxyConfig, ports: &[ServicePort]) -> Nftables<'s
             flags: Some(HashSet::from([NATFlag::FullyRandom])),
         }))
     };
-    rules.push((
-        "nat-postrouting".into(),
+    tx.add_rule(
+        "nat-postrouting",
         vec![
             matches(
                 Expression::BinaryOperation(Box::new(BinaryOperation::AND(
@@ -751,10 +834,10 @@ pub fn build_ruleset(config: &ProxyConfig, ports: &[ServicePort]) -> Nftables<'s
             }),
             masquerade(),
         ],
-    ));
+    );
     if let Some(bridge) = &config.bridge {
-        rules.push((
-            "nat-postrouting".into(),
+        tx.add_rule(
+            "nat-postrouting",
             vec![
                 matches(
                     Expression::Named(NamedExpression::CT(CT {
@@ -769,24 +852,67 @@ pub fn build_ruleset(config: &ProxyConfig, ports: &[ServicePort]) -> Nftables<'s
                 matches(meta(MetaKey::Oifname), Operator::EQ, s(bridge.clone())),
                 masquerade(),
             ],
-        ));
+        );
     }
+    tx.done()
+}
 
-    for c in chains {
-        batch.add(NfListObject::Chain(c));
+/// One transaction taking a table built for `old` (by [`build_ruleset`] or this) to
+/// `new`: only the chains of Service ports that changed are rewritten, and the two
+/// lookup chains. `None` when there is nothing to change. `new` must not be empty (the
+/// table is then deleted by [`build_ruleset`]).
+pub fn build_update(
+    config: &ProxyConfig,
+    old: &[ServicePort],
+    new: &[ServicePort],
+) -> Option<Nftables<'static>> {
+    if old == new {
+        return None;
     }
-    for (chain_name, expr) in rules {
-        batch.add(NfListObject::Rule(Rule {
-            family: NfFamily::IP,
-            table: table.clone().into(),
-            chain: chain_name.into(),
-            expr: expr.into(),
-            handle: None,
-            index: None,
-            comment: None,
-        }));
+    let old_by_key: HashMap<&str, &ServicePort> = old.iter().map(|p| (p.key.as_str(), p)).collect();
+    let new_by_key: HashMap<&str, &ServicePort> = new.iter().map(|p| (p.key.as_str(), p)).collect();
+    let mut tx = Tx::new(config);
+    // The lookups go to the svc/ext chains: empty them first.
+    tx.flush_chain("services");
+    tx.flush_chain("no-endpoints");
+    let mut stale: Vec<String> = Vec::new();
+    let mut fresh: Vec<(String, Rules)> = Vec::new();
+    let mut keys: BTreeSet<&str> = old_by_key.keys().copied().collect();
+    keys.extend(new_by_key.keys().copied());
+    for key in keys {
+        let (o, n) = (old_by_key.get(key), new_by_key.get(key));
+        if o == n {
+            continue;
+        }
+        let old_chains: Vec<String> = o
+            .map(|p| port_chains(config, p).into_iter().map(|(c, _)| c).collect())
+            .unwrap_or_default();
+        let new_chains = n.map(|p| port_chains(config, p)).unwrap_or_default();
+        let new_names: HashSet<&str> = new_chains.iter().map(|(c, _)| c.as_str()).collect();
+        // Empty every old chain (they refer to each other), then delete the ones gone.
+        for c in &old_chains {
+            tx.flush_chain(c);
+        }
+        stale.extend(
+            old_chains
+                .into_iter()
+                .filter(|c| !new_names.contains(c.as_str())),
+        );
+        fresh.extend(new_chains);
     }
-    batch.to_nftables()
+    for c in &stale {
+        tx.delete_chain(c);
+    }
+    for (c, _) in &fresh {
+        tx.add_chain(c);
+    }
+    for (c, rules) in fresh {
+        tx.add_rules(&c, rules);
+    }
+    let (services, no_endpoints) = lookup_chains(new);
+    tx.add_rules("services", services);
+    tx.add_rules("no-endpoints", no_endpoints);
+    Some(tx.done())
 }
 
 // ---- the thread that runs `nft` (in the right network namespace) ----
@@ -1052,7 +1178,17 @@ impl ServiceProxy {
             return true;
         }
         let started = Instant::now();
-        let ruleset = build_ruleset(&self.config, &ports);
+        // A whole new table at first, after a failure, and to delete it; otherwise only
+        // what changed.
+        let (ruleset, full) = match applied.as_deref() {
+            Some(old) if !old.is_empty() && !ports.is_empty() => {
+                match build_update(&self.config, old, &ports) {
+                    Some(r) => (r, false),
+                    None => (build_ruleset(&self.config, &ports), true),
+                }
+            }
+            _ => (build_ruleset(&self.config, &ports), true),
+        };
         match self.applier.apply(&ruleset).await {
             Ok(()) => {
                 let took = started.elapsed();
@@ -1064,6 +1200,9 @@ impl ServiceProxy {
                 );
                 self.status.send_modify(|s| {
                     s.syncs += 1;
+                    if full {
+                        s.full_syncs += 1;
+                    }
                     s.last_sync = Some(took);
                     s.service_ports = ports.len();
                     s.endpoints = ports.iter().map(|p| p.endpoints.len()).sum();
@@ -1075,6 +1214,8 @@ impl ServiceProxy {
                 true
             }
             Err(e) => {
+                // Start over from a whole table next time.
+                *applied = None;
                 tracing::warn!(table = %self.config.table, error = %format!("{e:#}"), "applying the service proxy rules");
                 self.status.send_modify(|s| {
                     s.failures += 1;

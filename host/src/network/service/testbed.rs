@@ -9,7 +9,7 @@
 //!               its name
 //! ```
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::Command;
@@ -166,8 +166,15 @@ impl NameServer {
                 while !stop.load(Ordering::Relaxed) {
                     match listener.accept() {
                         Ok((mut s, _)) => {
+                            // Write the name, then wait for the client to close first, so
+                            // TIME_WAIT stays with the client (a pod keeping TIME_WAIT
+                            // for ports that the next connections through a NAT reuse
+                            // would stall them).
                             let _ = s.set_nonblocking(false);
                             let _ = s.write_all(reply.as_bytes());
+                            let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+                            let mut sink = [0u8; 64];
+                            while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
                         }
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                             std::thread::sleep(Duration::from_micros(200));
@@ -196,12 +203,13 @@ impl Drop for NameServer {
     }
 }
 
-/// Connect to `addr` and read what the server says (from the calling thread's netns).
+/// Connect to `addr`, read the line the server says and close (from the calling
+/// thread's netns).
 pub(crate) fn fetch(addr: SocketAddr, timeout: Duration) -> std::io::Result<String> {
-    let mut s = TcpStream::connect_timeout(&addr, timeout)?;
+    let s = TcpStream::connect_timeout(&addr, timeout)?;
     s.set_read_timeout(Some(timeout))?;
     let mut out = String::new();
-    s.read_to_string(&mut out)?;
+    std::io::BufReader::new(s).read_line(&mut out)?;
     Ok(out.trim().to_string())
 }
 

@@ -360,32 +360,51 @@ async fn proxy_balances_cluster_ip_and_node_port_and_rejects_without_endpoints()
 
 // ---- DNS ----
 
-/// A fake upstream DNS server on loopback answering every A query with 192.0.2.1.
+fn fake_answer(query: &[u8]) -> Option<Vec<u8>> {
+    let q = Message::from_vec(query).ok()?;
+    let mut r = Message::response(q.metadata.id, OpCode::Query);
+    r.metadata.recursion_available = true;
+    for query in &q.queries {
+        r.add_query(query.clone());
+        r.add_answer(Record::from_rdata(
+            query.name().clone(),
+            60,
+            RData::A(A(Ipv4Addr::new(192, 0, 2, 1))),
+        ));
+    }
+    r.to_vec().ok()
+}
+
+/// A fake upstream DNS server on loopback (UDP and TCP) answering every query with an A
+/// record 192.0.2.1.
 async fn fake_upstream() -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = sock.local_addr().expect("addr");
+    let tcp = tokio::net::TcpListener::bind(addr).await.expect("bind tcp");
+    tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        while let Ok((mut s, _)) = tcp.accept().await {
+            let Ok(n) = s.read_u16().await else { continue };
+            let mut buf = vec![0u8; usize::from(n)];
+            if s.read_exact(&mut buf).await.is_err() {
+                continue;
+            }
+            if let Some(bytes) = fake_answer(&buf) {
+                let len = u16::try_from(bytes.len()).unwrap_or(0).to_be_bytes();
+                let _ = s.write_all(&len).await;
+                let _ = s.write_all(&bytes).await;
+            }
+        }
+    });
     let task = tokio::spawn(async move {
         let mut buf = vec![0u8; 4096];
         loop {
             let Ok((n, from)) = sock.recv_from(&mut buf).await else {
                 return;
             };
-            let Ok(q) = Message::from_vec(&buf[..n]) else {
-                continue;
-            };
-            let mut r = Message::response(q.metadata.id, OpCode::Query);
-            r.metadata.recursion_available = true;
-            for query in &q.queries {
-                r.add_query(query.clone());
-                r.add_answer(Record::from_rdata(
-                    query.name().clone(),
-                    60,
-                    RData::A(A(Ipv4Addr::new(192, 0, 2, 1))),
-                ));
-            }
-            if let Ok(bytes) = r.to_vec() {
+            if let Some(bytes) = fake_answer(&buf[..n]) {
                 let _ = sock.send_to(&bytes, from).await;
             }
         }
@@ -633,11 +652,19 @@ async fn dns_answers_services_srv_pods_nxdomain_and_forwards() {
         BTreeSet::from([IpAddr::from([192, 0, 2, 1])])
     );
 
-    // TCP clients are served too.
+    // TCP clients are served too, and forwarded over TCP.
     let r = query_tcp(server, "web.default.svc.cluster.local.", RecordType::A)
         .await
         .expect("tcp query");
     assert_eq!(ips(&r.answers), BTreeSet::from([web_ip]));
+    let r = query_tcp(server, "example.net.", RecordType::A)
+        .await
+        .expect("tcp query");
+    assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(
+        ips(&r.answers),
+        BTreeSet::from([IpAddr::from([192, 0, 2, 1])])
+    );
 
     // A new Service is answered at once (read from the informer cache at query time).
     let api = e
@@ -713,24 +740,113 @@ fn resolv_conf_nameservers() {
     );
 }
 
+/// The table as `nft -j list` shows it, as chain name → rules (handles dropped).
+fn table_state(ns: &str, table: &str) -> std::collections::BTreeMap<String, Vec<Value>> {
+    let out = std::process::Command::new("ip")
+        .args([
+            "netns", "exec", ns, "nft", "-j", "list", "table", "ip", table,
+        ])
+        .output()
+        .expect("nft list");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let mut state: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+    for o in doc["nftables"].as_array().expect("array") {
+        if let Some(c) = o.get("chain") {
+            let name = c["name"].as_str().expect("name").to_string();
+            state.entry(name).or_default();
+        }
+        if let Some(r) = o.get("rule") {
+            let name = r["chain"].as_str().expect("chain").to_string();
+            state.entry(name).or_default().push(r["expr"].clone());
+        }
+    }
+    state
+}
+
+fn nft_apply(ns: &str, doc: &nftables::schema::Nftables<'_>) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-j", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("nft");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(serde_json::to_string(doc).expect("json").as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
-fn tmp_dump_ruleset() {
-    let ports: Vec<_> = (0..1000u32)
-        .map(|i| super::proxy::ServicePort {
-            key: format!("default/filler-{i}/tcp/http"),
-            protocol: super::proxy::Protocol::Tcp,
-            cluster_ips: vec![Ipv4Addr::from(0x0a2b_0000 + i + 1)],
-            port: 80,
-            node_port: None,
-            endpoints: vec![
-                SocketAddrV4::new(Ipv4Addr::from(0x0a2c_0000 + i + 1), 8080),
-                SocketAddrV4::new(Ipv4Addr::from(0x0a2d_0000 + i + 1), 8080),
-            ],
-        })
-        .collect();
-    let t = Instant::now();
-    let r = build_ruleset(&ProxyConfig::default(), &ports);
-    let s = serde_json::to_string(&r).unwrap();
-    eprintln!("build+encode {:?}, {} bytes", t.elapsed(), s.len());
-    std::fs::write("/tmp/ruleset-1000.json", s).unwrap();
+fn incremental_update_gives_the_same_table_as_a_full_replace() {
+    require_root!();
+    use super::proxy::{Protocol, ServicePort, build_update};
+    let ns = super::testbed::Netns::create(format!("tug-svc-{}-nft", unique_id())).expect("netns");
+    let ep = |a: u8, port: u16| SocketAddrV4::new(Ipv4Addr::new(10, 42, 0, a), port);
+    let port = |name: &str, cip: u8, node_port: Option<u16>, eps: Vec<SocketAddrV4>| ServicePort {
+        key: format!("default/{name}/tcp/http"),
+        protocol: Protocol::Tcp,
+        cluster_ips: vec![Ipv4Addr::new(10, 43, 0, cip)],
+        port: 80,
+        node_port,
+        endpoints: eps,
+    };
+    let before = vec![
+        port("a", 1, Some(30001), vec![ep(2, 8080), ep(3, 8080)]),
+        port("b", 2, None, vec![ep(4, 8080)]),
+        port("c", 3, Some(30003), vec![]),
+        port("d", 4, None, vec![ep(5, 8080)]),
+    ];
+    let after = vec![
+        port(
+            "a",
+            1,
+            Some(30001),
+            vec![ep(2, 8080), ep(6, 8080), ep(7, 8080)],
+        ),
+        port("c", 3, Some(30003), vec![ep(8, 9090)]),
+        port("d", 4, None, vec![ep(5, 8080)]),
+        port("e", 5, Some(30005), vec![]),
+    ];
+    let inc = ProxyConfig {
+        table: "inc".into(),
+        cluster_cidr: Some("10.42.0.0/16".parse().expect("cidr")),
+        bridge: Some("br0".into()),
+        ..ProxyConfig::default()
+    };
+    let full = ProxyConfig {
+        table: "full".into(),
+        ..inc.clone()
+    };
+    nft_apply(&ns.name, &build_ruleset(&inc, &before));
+    nft_apply(
+        &ns.name,
+        &build_update(&inc, &before, &after).expect("a change"),
+    );
+    nft_apply(&ns.name, &build_ruleset(&full, &after));
+    let (got, want) = (table_state(&ns.name, "inc"), table_state(&ns.name, "full"));
+    assert_eq!(got, want);
+    assert!(got.contains_key("ep-default/a/tcp/http/10.42.0.7:8080"));
+    assert!(!got.contains_key("svc-default/b/tcp/http"));
+    assert!(build_update(&inc, &after, &after).is_none());
+    // And back.
+    nft_apply(
+        &ns.name,
+        &build_update(&inc, &after, &before).expect("a change"),
+    );
+    nft_apply(&ns.name, &build_ruleset(&full, &before));
+    assert_eq!(table_state(&ns.name, "inc"), table_state(&ns.name, "full"));
 }

@@ -226,11 +226,7 @@ fn run(dir: &Path, report: &mut Option<File>) -> Result<()> {
             let mut err = String::new();
             drain_nonblocking(&err_r, &mut err);
             let msg = runc_error(&dir.join("runc.log")).unwrap_or(err);
-            return Err(fail_start(
-                &meta,
-                dir,
-                format!("runc run: {}", msg.trim()),
-            ));
+            return Err(fail_start(&meta, dir, format!("runc run: {}", msg.trim())));
         }
         outputs.push((out_r, Stream::Stdout));
         outputs.push((err_r, Stream::Stderr));
