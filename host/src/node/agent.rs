@@ -221,8 +221,8 @@ pub struct StageTiming {
 }
 
 impl NodeAgent {
-    /// p50/p99 of each stage of starting pods so far (sandbox, image, rootfs, spec, start,
-    /// report, and `first-sync`: from the pod reaching the agent to its first status report).
+    /// p50/p99 of each stage of starting pods so far (sandbox, network, image, rootfs,
+    /// spec, start, report, and `first-sync`: from the pod reaching the agent to its first status report).
     pub fn stage_timings(&self) -> Vec<StageTiming> {
         let t = self.agent.timings.lock();
         let mut out: Vec<StageTiming> = t
@@ -647,7 +647,9 @@ impl Agent {
         let (ips, gateway) = match self.network.get() {
             Some(net) if !host_network => {
                 let sb = self.sandbox_net(uid, ns, name, sandbox.netns.clone());
+                let t = Instant::now();
                 let a = net.setup(&sb).await?;
+                self.timed("network", t);
                 (
                     a.ips.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
                     a.gateway.map(|g| g.to_string()),
