@@ -17,6 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use common::node::{get_json, mounts_mentioning, pod_cgroups, pod_pids, reset};
 use common::{Cluster, check_contains, unique};
 use serde_json::{Value, json};
 use tugboat::runtime::image::testutil::{TestRegistry, push_busybox_image};
@@ -189,86 +190,11 @@ fn kill_with_parent(cmd: &mut Command) {
     }
 }
 
-fn reset(data_dir: &Path) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tug"))
-        .args(["node", "reset", "--data-dir"])
-        .arg(data_dir)
-        .output();
-    match out {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => eprintln!(
-            "tug node reset failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        ),
-        Err(e) => eprintln!("tug node reset: {e}"),
-    }
-}
-
-fn get_json(c: &Cluster, args: &[&str]) -> Value {
-    let mut all = vec!["get"];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&["-o", "json"]);
-    let out = c.kubectl_ok(&all);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("invalid JSON ({e}):\n{out}"))
-}
-
 fn node_token(c: &Cluster) -> String {
     std::fs::read_to_string(c.data_dir().join("node-token"))
         .expect("the server wrote node-token")
         .trim()
         .to_string()
-}
-
-/// The host pids whose cgroup is one of pod `uid`'s.
-fn pod_pids(uid: &str) -> Vec<i32> {
-    let needle = format!("pod{uid}");
-    let mut pids = vec![];
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for e in entries.flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            if std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-                .is_ok_and(|c| c.contains(&needle))
-            {
-                pids.push(pid);
-            }
-        }
-    }
-    pids.sort();
-    pids
-}
-
-/// Cgroup directories of pod `uid` in any hierarchy.
-fn pod_cgroups(uid: &str) -> Vec<String> {
-    let needle = format!("pod{uid}");
-    let mut found = vec![];
-    let mut stack = vec![PathBuf::from("/sys/fs/cgroup")];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                if p.to_string_lossy().contains(&needle) {
-                    found.push(p.display().to_string());
-                } else if p.components().count() < 8 {
-                    stack.push(p);
-                }
-            }
-        }
-    }
-    found
-}
-
-fn mounts_mentioning(s: &str) -> Vec<String> {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains(s))
-        .map(str::to_string)
-        .collect()
 }
 
 /// The HTTP status `curl` gets for `url` with `token` (certificate checks off: this is

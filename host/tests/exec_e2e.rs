@@ -9,69 +9,15 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::node::{Node, get_json};
 use common::{Cluster, check_contains, unique};
-use serde_json::{Value, json};
+use serde_json::json;
 use tugboat::runtime::image::testutil::{TestRegistry, push_busybox_image};
 
 const SETTLE: Duration = Duration::from_secs(90);
-
-/// Stops the server, then removes every container, sandbox and mount it left (on drop).
-struct Node {
-    cluster: Option<Cluster>,
-    data_dir: std::path::PathBuf,
-}
-
-impl Node {
-    fn start() -> Node {
-        let cluster = Cluster::start_with(&["--node-agent", "--pod-network", "none"]);
-        let data_dir = cluster.data_dir().to_path_buf();
-        Node {
-            cluster: Some(cluster),
-            data_dir,
-        }
-    }
-
-    fn c(&self) -> &Cluster {
-        self.cluster.as_ref().expect("the cluster runs")
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.cluster.take() {
-            c.kill();
-            reset(&self.data_dir);
-            drop(c);
-        }
-    }
-}
-
-fn reset(data_dir: &Path) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tug"))
-        .args(["node", "reset", "--data-dir"])
-        .arg(data_dir)
-        .output();
-    match out {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => eprintln!(
-            "tug node reset failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        ),
-        Err(e) => eprintln!("tug node reset: {e}"),
-    }
-}
-
-fn get_json(c: &Cluster, args: &[&str]) -> Value {
-    let mut all = vec!["get"];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&["-o", "json"]);
-    let out = c.kubectl_ok(&all);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("invalid JSON ({e}):\n{out}"))
-}
 
 /// A single-quoted shell word.
 fn quote(s: &str) -> String {

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::node::get_json;
 use common::{Cluster, unique};
 use serde_json::{Value, json};
 
@@ -185,14 +186,6 @@ impl Drop for Testbed {
         }
         self.delete_namespaces();
     }
-}
-
-fn get_json(c: &Cluster, args: &[&str]) -> Value {
-    let mut all = vec!["get"];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&["-o", "json"]);
-    let out = c.kubectl_ok(&all);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("invalid JSON ({e}):\n{out}"))
 }
 
 fn is_ready(p: &Value) -> bool {

@@ -13,119 +13,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use common::node::{Node, get_json, mounts_mentioning, pod_cgroups, pod_pids};
 use common::{Cluster, check_contains, unique};
 use serde_json::{Value, json};
 use tugboat::runtime::image::testutil::{TestRegistry, push_busybox_image};
 
 const SETTLE: Duration = Duration::from_secs(90);
-
-/// Removes every container, sandbox and mount of a server when dropped (before the
-/// server itself, which is declared after it... and so dropped first: see `Node::drop`).
-struct Node {
-    cluster: Option<Cluster>,
-    data_dir: std::path::PathBuf,
-}
-
-impl Node {
-    fn start() -> Node {
-        let cluster = Cluster::start_with(&["--node-agent", "--pod-network", "none"]);
-        let data_dir = cluster.data_dir().to_path_buf();
-        Node {
-            cluster: Some(cluster),
-            data_dir,
-        }
-    }
-
-    fn c(&self) -> &Cluster {
-        self.cluster.as_ref().expect("the cluster runs")
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        // Stop the server first (its agent must not restart what the reset stops), then
-        // remove what its containers left.
-        if let Some(mut c) = self.cluster.take() {
-            c.kill();
-            reset(&self.data_dir);
-            drop(c);
-        }
-    }
-}
-
-fn reset(data_dir: &Path) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tug"))
-        .args(["node", "reset", "--data-dir"])
-        .arg(data_dir)
-        .output();
-    match out {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => eprintln!(
-            "tug node reset failed: {}",
-            String::from_utf8_lossy(&o.stderr)
-        ),
-        Err(e) => eprintln!("tug node reset: {e}"),
-    }
-}
-
-fn get_json(c: &Cluster, args: &[&str]) -> Value {
-    let mut all = vec!["get"];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&["-o", "json"]);
-    let out = c.kubectl_ok(&all);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("invalid JSON ({e}):\n{out}"))
-}
-
-/// The host pids whose cgroup is one of pod `uid`'s.
-fn pod_pids(uid: &str) -> Vec<i32> {
-    let needle = format!("pod{uid}");
-    let mut pids = vec![];
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for e in entries.flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            if std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-                .is_ok_and(|c| c.contains(&needle))
-            {
-                pids.push(pid);
-            }
-        }
-    }
-    pids
-}
-
-/// Cgroup directories of pod `uid` in any hierarchy (v1 controllers or the unified one).
-fn pod_cgroups(uid: &str) -> Vec<String> {
-    let needle = format!("pod{uid}");
-    let mut found = vec![];
-    let mut stack = vec![std::path::PathBuf::from("/sys/fs/cgroup")];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let p = e.path();
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                if p.to_string_lossy().contains(&needle) {
-                    found.push(p.display().to_string());
-                } else if p.components().count() < 8 {
-                    stack.push(p);
-                }
-            }
-        }
-    }
-    found
-}
-
-fn mounts_mentioning(s: &str) -> Vec<String> {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains(s))
-        .map(str::to_string)
-        .collect()
-}
 
 fn ns_of(pid: i32, ns: &str) -> String {
     std::fs::read_link(format!("/proc/{pid}/ns/{ns}"))
@@ -371,7 +264,7 @@ fn a_killed_server_comes_back_and_adopts_its_running_pods() {
     let pids = pod_pids(&uid);
     check!(!pids.is_empty(), "the pod's processes are found");
     // SIGKILL: the containers run on under their own supervisors.
-    node.cluster.as_mut().expect("cluster").restart();
+    node.c_mut().restart();
     for pid in &pids {
         check!(
             Path::new(&format!("/proc/{pid}")).exists(),
@@ -429,6 +322,22 @@ fn image_pull_errors_are_reported_and_recover() {
         let p = get_json(c, &["pod", "-n", &ns, "waits"]);
         (p["status"]["phase"] == "Running").then_some(())
     });
+    // A digest the registry does not have is an error naming it.
+    let wrong = format!("{host}/busybox@sha256:{}", "0".repeat(64));
+    let p = bare_pod("pinned", &wrong, "true", json!({}));
+    c.kubectl_stdin_ok(&["apply", "-n", &ns, "-f", "-"], &p.to_string());
+    let st = c.eventually(SETTLE, "a pull error for the wrong digest", || {
+        let st = container_status(c, &ns, "pinned");
+        st["state"]["waiting"]["reason"]
+            .as_str()
+            .is_some_and(|r| r == "ErrImagePull" || r == "ImagePullBackOff")
+            .then_some(st)
+    });
+    let message = st["state"]["waiting"]["message"].as_str().unwrap_or("");
+    check!(
+        message.contains("sha256:0000"),
+        "the message names the digest: {message}"
+    );
     // A registry that is down is an error too.
     let gone = bare_pod("nowhere", "127.0.0.1:1/busybox:1", "true", json!({}));
     c.kubectl_stdin_ok(&["apply", "-n", &ns, "-f", "-"], &gone.to_string());
@@ -477,7 +386,8 @@ fn probes_drive_readiness_and_restart_unhealthy_containers() {
     ready(false);
     // The container's /tmp, through its root filesystem on the host.
     let tmp = node
-        .data_dir
+        .c()
+        .data_dir()
         .join("pods")
         .join(&uid)
         .join("containers/main-0/rootfs/tmp");
@@ -529,6 +439,10 @@ fn volumes_environment_and_streamed_logs() {
         json!({}),
     );
     p["metadata"]["labels"] = json!({"tier": "backend"});
+    // A preStop hook runs before the container is stopped (it writes to a host dir).
+    let host_dir = tempfile::tempdir().expect("a host dir");
+    p["spec"]["terminationGracePeriodSeconds"] = json!(5);
+    p["spec"]["containers"][0]["lifecycle"] = json!({"preStop": {"exec": {"command": ["sh", "-c", "echo stopped-gracefully > /host/prestop"]}}});
     p["spec"]["containers"][0]["resources"] = json!({"limits": {"memory": "64Mi"}});
     p["spec"]["volumes"] = json!([
         {"name": "cfg", "configMap": {"name": "cfg"}},
@@ -541,12 +455,14 @@ fn volumes_environment_and_streamed_logs() {
             {"configMap": {"name": "cfg", "items": [{"key": "greeting", "path": "cfg/greeting"}]}},
             {"secret": {"name": "sec"}},
             {"downwardAPI": {"items": [{"path": "ns", "fieldRef": {"fieldPath": "metadata.namespace"}}]}}]}},
+        {"name": "host", "hostPath": {"path": host_dir.path().display().to_string(), "type": "Directory"}},
     ]);
     p["spec"]["containers"][0]["volumeMounts"] = json!([
         {"name": "cfg", "mountPath": "/cfg", "readOnly": true},
         {"name": "scratch", "mountPath": "/scratch"},
         {"name": "info", "mountPath": "/info", "readOnly": true},
         {"name": "all", "mountPath": "/all", "readOnly": true},
+        {"name": "host", "mountPath": "/host"},
     ]);
     p["spec"]["containers"][0]["env"] = json!([
         {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "token"}}},
@@ -629,6 +545,21 @@ fn volumes_environment_and_streamed_logs() {
             .next()
             .is_some_and(|t| t.ends_with('Z') && t.contains('T')),
         "a timestamp first: {ts}"
+    );
+    c.kubectl_ok(&[
+        "delete",
+        "pod",
+        "-n",
+        &ns,
+        "reader",
+        "--wait=true",
+        "--timeout=60s",
+    ]);
+    check_eq!(
+        std::fs::read_to_string(host_dir.path().join("prestop"))
+            .unwrap_or_default()
+            .trim(),
+        "stopped-gracefully"
     );
     c.kubectl_ok(&["delete", "namespace", &ns, "--wait=false"]);
 }

@@ -47,13 +47,6 @@ impl Api {
     /// The `kubernetes` Service in `default` (the first address of the service range), and
     /// its Endpoints pointing at this API server, as every cluster has.
     pub async fn ensure_kubernetes_service(&self) -> anyhow::Result<()> {
-        let catalog = self.registry.snapshot();
-        let (Some(svc_rt), Some(ep_rt)) = (
-            catalog.lookup("", "v1", "services"),
-            catalog.lookup("", "v1", "endpoints"),
-        ) else {
-            anyhow::bail!("services or endpoints are not served");
-        };
         let (host, port) = self
             .config
             .advertise_address
@@ -65,56 +58,28 @@ impl Api {
                 )
             })
             .unwrap_or_else(|| ("127.0.0.1".to_string(), 6443));
-        if self
-            .store
-            .get("/registry/core/services/default/kubernetes")
-            .await?
-            .is_some()
-        {
-            return Ok(());
-        }
-        let q = Query {
-            field_manager: Some("kube-apiserver".into()),
-            ..Default::default()
-        };
-        let h = axum::http::HeaderMap::new();
-        let svc = Target {
-            rt: svc_rt,
-            namespace: Some("default".into()),
-            name: None,
-            subresource: None,
-        };
-        let body = json!({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": "kubernetes", "namespace": "default",
-                "labels": {"component": "apiserver", "provider": "kubernetes"}},
-            "spec": {"type": "ClusterIP", "clusterIP": self.kubernetes_service_ip().to_string(),
-                "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}],
-                "sessionAffinity": "None"},
-        });
-        match self.create(&svc, body, &q, &h).await {
-            Ok(_) => {}
-            Err(e) if e.reason == "AlreadyExists" => {}
-            Err(e) => anyhow::bail!("creating the kubernetes Service: {e}"),
-        }
-        let ep = Target {
-            rt: ep_rt,
-            namespace: Some("default".into()),
-            name: None,
-            subresource: None,
-        };
-        let body = json!({
-            "apiVersion": "v1", "kind": "Endpoints",
-            "metadata": {"name": "kubernetes", "namespace": "default",
-                "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
-            "subsets": [{"addresses": [{"ip": host}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
-        });
-        match self.create(&ep, body, &q, &h).await {
-            Ok(_) => {}
-            Err(e) if e.reason == "AlreadyExists" => {}
-            Err(e) => anyhow::bail!("creating the kubernetes Endpoints: {e}"),
-        }
-        Ok(())
+        self.ensure_system_object(
+            "services",
+            json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "kubernetes", "namespace": "default",
+                    "labels": {"component": "apiserver", "provider": "kubernetes"}},
+                "spec": {"type": "ClusterIP", "clusterIP": self.kubernetes_service_ip().to_string(),
+                    "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}],
+                    "sessionAffinity": "None"},
+            }),
+        )
+        .await?;
+        self.ensure_system_object(
+            "endpoints",
+            json!({
+                "apiVersion": "v1", "kind": "Endpoints",
+                "metadata": {"name": "kubernetes", "namespace": "default",
+                    "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
+                "subsets": [{"addresses": [{"ip": host}], "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
+            }),
+        )
+        .await
     }
 
     /// The `kube-dns` Service in `kube-system` at [`Api::cluster_dns_ip`] (the tenth address
@@ -122,44 +87,60 @@ impl Api {
     /// selector: each node answers it with its own DNS server (`network::service::dns`), so
     /// it is annotated `tugboat.dev/node-local-dns` and the Service proxy leaves it alone.
     pub async fn ensure_dns_service(&self) -> anyhow::Result<()> {
+        self.ensure_system_object(
+            "services",
+            json!({
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "kube-dns", "namespace": "kube-system",
+                    "labels": {"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS"},
+                    "annotations": {"tugboat.dev/node-local-dns": "true"}},
+                "spec": {"type": "ClusterIP", "clusterIP": self.cluster_dns_ip().to_string(),
+                    "ports": [
+                        {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                        {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}],
+                    "sessionAffinity": "None"},
+            }),
+        )
+        .await
+    }
+
+    /// Creates `body`, a namespaced core/v1 object of `resource` that the API server keeps
+    /// for itself (field manager `kube-apiserver`), unless it exists.
+    async fn ensure_system_object(&self, resource: &str, body: Value) -> anyhow::Result<()> {
         let catalog = self.registry.snapshot();
-        let Some(svc_rt) = catalog.lookup("", "v1", "services") else {
-            anyhow::bail!("services are not served");
-        };
-        if self
-            .store
-            .get("/registry/core/services/kube-system/kube-dns")
-            .await?
-            .is_some()
-        {
+        let rt = catalog
+            .lookup("", "v1", resource)
+            .ok_or_else(|| anyhow::anyhow!("{resource} are not served"))?;
+        let ns = body
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("default")
+            .to_string();
+        let name = body
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if self.store.get(&rt.key(Some(&ns), &name)).await?.is_some() {
             return Ok(());
         }
         let q = Query {
             field_manager: Some("kube-apiserver".into()),
             ..Default::default()
         };
-        let h = axum::http::HeaderMap::new();
-        let svc = Target {
-            rt: svc_rt,
-            namespace: Some("kube-system".into()),
+        let target = Target {
+            rt,
+            namespace: Some(ns.clone()),
             name: None,
             subresource: None,
         };
-        let body = json!({
-            "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": "kube-dns", "namespace": "kube-system",
-                "labels": {"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS"},
-                "annotations": {"tugboat.dev/node-local-dns": "true"}},
-            "spec": {"type": "ClusterIP", "clusterIP": self.cluster_dns_ip().to_string(),
-                "ports": [
-                    {"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
-                    {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}],
-                "sessionAffinity": "None"},
-        });
-        match self.create(&svc, body, &q, &h).await {
+        match self
+            .create(&target, body, &q, &axum::http::HeaderMap::new())
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) if e.reason == "AlreadyExists" => Ok(()),
-            Err(e) => anyhow::bail!("creating the kube-dns Service: {e}"),
+            Err(e) => anyhow::bail!("creating {resource} {ns}/{name}: {e}"),
         }
     }
 

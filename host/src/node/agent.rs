@@ -1096,23 +1096,23 @@ impl Agent {
                 .pointer("/metadata/deletionGracePeriodSeconds")
                 .and_then(Value::as_u64)
                 .unwrap_or(30);
-            for c in self.runtime.list(&uid) {
-                if c.state == ContainerState::Running {
-                    self.event(
-                        pod,
-                        "Normal",
-                        "Killing",
-                        &format!("Stopping container {}", c.name),
-                    );
-                    if let Err(e) = self
-                        .runtime
-                        .stop_container(&c.id, Duration::from_secs(grace))
-                        .await
-                    {
-                        tracing::warn!(container = %c.id, error = %e, "stopping a container");
-                    }
-                }
-            }
+            // All containers at once, each with the whole grace period (as the kubelet).
+            let running: Vec<ContainerStatus> = self
+                .runtime
+                .list(&uid)
+                .into_iter()
+                .filter(|c| c.state == ContainerState::Running)
+                .collect();
+            futures::future::join_all(running.iter().map(|c| {
+                self.event(
+                    pod,
+                    "Normal",
+                    "Killing",
+                    &format!("Stopping container {}", c.name),
+                );
+                self.stop_gracefully(pod, c, Duration::from_secs(grace))
+            }))
+            .await;
             self.teardown(&uid).await;
             let params = DeleteParams {
                 grace_period_seconds: Some(0),
@@ -1270,6 +1270,49 @@ impl Agent {
         false
     }
 
+    /// Stops a running container as the kubelet does: its `lifecycle.preStop` exec hook
+    /// (within the grace period; a failure is an Event, not a reason to wait), then SIGTERM,
+    /// then SIGKILL when what is left of the grace period has passed.
+    async fn stop_gracefully(&self, pod: &Value, st: &ContainerStatus, grace: Duration) {
+        let started = Instant::now();
+        let hook: Vec<String> = pod
+            .pointer("/spec/containers")
+            .and_then(Value::as_array)
+            .and_then(|cs| cs.iter().find(|c| str_at(c, "/name") == st.name))
+            .and_then(|c| c.pointer("/lifecycle/preStop/exec/command"))
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !hook.is_empty() && !grace.is_zero() {
+            match self.runtime.exec_sync(&st.id, &hook, grace).await {
+                Ok((0, _)) => {}
+                Ok((code, out)) => self.event(
+                    pod,
+                    "Warning",
+                    "FailedPreStopHook",
+                    &format!(
+                        "PreStopHook failed: command {hook:?} exited with {code}: {}",
+                        String::from_utf8_lossy(&out).trim()
+                    ),
+                ),
+                Err(e) => self.event(
+                    pod,
+                    "Warning",
+                    "FailedPreStopHook",
+                    &format!("PreStopHook failed: {e:#}"),
+                ),
+            }
+        }
+        let left = grace.saturating_sub(started.elapsed());
+        if let Err(e) = self.runtime.stop_container(&st.id, left).await {
+            tracing::warn!(container = %st.id, error = %e, "stopping a container");
+        }
+    }
+
     /// Runs the probes of a running container that are due; a failed liveness (or startup)
     /// probe stops the container, so that its restart policy applies.
     async fn run_probes(&self, pod: &Value, sandbox: &Sandbox, c: &Value, st: &ContainerStatus) {
@@ -1358,13 +1401,8 @@ impl Agent {
                     .pointer("/spec/terminationGracePeriodSeconds")
                     .and_then(Value::as_u64)
                     .unwrap_or(30);
-                if let Err(e) = self
-                    .runtime
-                    .stop_container(&st.id, Duration::from_secs(grace))
-                    .await
-                {
-                    tracing::warn!(container = %st.id, error = %e, "stopping a container that failed its probe");
-                }
+                self.stop_gracefully(pod, st, Duration::from_secs(grace))
+                    .await;
                 return;
             }
         }

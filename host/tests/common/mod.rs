@@ -10,6 +10,7 @@
 // Each integration test binary compiles this module and uses only part of it.
 #![allow(dead_code, unused_macros)]
 
+pub mod node;
 pub mod wasm;
 
 use std::cell::RefCell;
