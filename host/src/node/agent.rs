@@ -662,10 +662,7 @@ impl Agent {
             "" => name.to_string(),
             h => h.to_string(),
         };
-        let mut hosts = String::from(
-            "# Kubernetes-managed hosts file (tugboat).\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
-        );
-        if let Some(ip) = ips.first() {
+        let entry = ips.first().map(|ip| {
             let sub = str_at(pod, "/spec/subdomain");
             let fqdn = match (&self.cfg.network, sub) {
                 (
@@ -679,8 +676,9 @@ impl Agent {
                 }
                 _ => String::new(),
             };
-            hosts.push_str(&format!("{ip}\t{fqdn}{hostname}\n"));
-        }
+            format!("{ip}\t{fqdn}{hostname}")
+        });
+        let hosts = crate::runtime::container::hosts_file(entry.as_deref());
         let resolv = self.resolv_conf(pod);
         blocking(&self.runtime, {
             let uid = uid.to_string();
@@ -1056,14 +1054,15 @@ impl Agent {
         v.push_back(ms);
     }
 
-    /// The pod's IP on the pod network, once its sandbox is attached (`network.json` in its
-    /// directory, written by the network setup).
-    fn pod_ip(&self, uid: &str) -> Option<String> {
-        let text = std::fs::read_to_string(self.pod_dir(uid).join("network.json")).ok()?;
-        let v: Value = serde_json::from_str(&text).ok()?;
-        v.pointer("/ips/0")
-            .and_then(Value::as_str)
-            .map(str::to_string)
+    /// The pod's IPs on the pod network, once its sandbox is attached (`network.json` in
+    /// its directory, written by [`Agent::attach_network`]); empty before.
+    fn pod_ips(&self, uid: &str) -> Vec<String> {
+        std::fs::read_to_string(self.pod_dir(uid).join("network.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .and_then(|v| v.get("ips").cloned())
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default()
     }
 
     fn pod_dir(&self, uid: &str) -> PathBuf {
@@ -1726,7 +1725,9 @@ impl Agent {
             "spec.serviceAccountName" => str_at(pod, "/spec/serviceAccountName").to_string(),
             "status.hostIP" => self.host_ip.clone(),
             "status.podIP" => self
-                .pod_ip(str_at(pod, "/metadata/uid"))
+                .pod_ips(str_at(pod, "/metadata/uid"))
+                .into_iter()
+                .next()
                 .unwrap_or_else(|| str_at(pod, "/status/podIP").to_string()),
             "metadata.labels" | "metadata.annotations" => {
                 let field = path.trim_start_matches("metadata.");
@@ -2302,12 +2303,7 @@ impl Agent {
         if !ics.is_empty() {
             status["initContainerStatuses"] = json!(ics);
         }
-        let ips: Vec<String> = std::fs::read_to_string(self.pod_dir(&uid).join("network.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-            .and_then(|v| v.get("ips").cloned())
-            .and_then(|v| serde_json::from_value(v).ok())
-            .unwrap_or_default();
+        let ips = self.pod_ips(&uid);
         if let Some(ip) = ips.first() {
             status["podIP"] = json!(ip);
             status["podIPs"] = json!(ips.iter().map(|i| json!({"ip": i})).collect::<Vec<_>>());

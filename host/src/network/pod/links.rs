@@ -151,12 +151,7 @@ pub(crate) async fn remove_address(h: &Handle, index: u32, cidr: Cidr) -> Result
     let mut stream = h.address().get().set_link_index_filter(index).execute();
     let mut found = None;
     while let Some(msg) = stream.try_next().await.context("listing addresses")? {
-        let has = msg.header.index == index
-            && msg.header.prefix_len == cidr.prefix
-            && msg.attributes.iter().any(|a| {
-                matches!(a, AddressAttribute::Local(ip) | AddressAttribute::Address(ip) if *ip == cidr.addr)
-            });
-        if has {
+        if msg.header.index == index && message_cidr(&msg) == Some(cidr) {
             found = Some(msg);
             break;
         }
@@ -180,22 +175,25 @@ pub(crate) async fn addresses(h: &Handle, index: u32) -> Result<Vec<Cidr>> {
         if msg.header.index != index {
             continue;
         }
-        let mut addr = None;
-        for a in &msg.attributes {
-            match a {
-                AddressAttribute::Local(ip) => addr = Some(*ip),
-                AddressAttribute::Address(ip) if addr.is_none() => addr = Some(*ip),
-                _ => {}
-            }
-        }
-        if let Some(addr) = addr {
-            out.push(Cidr {
-                addr,
-                prefix: msg.header.prefix_len,
-            });
-        }
+        out.extend(message_cidr(&msg));
     }
     Ok(out)
+}
+
+/// The address of an address message (its local address, else its peer's) with its prefix.
+fn message_cidr(msg: &rtnetlink::packet_route::address::AddressMessage) -> Option<Cidr> {
+    let mut addr = None;
+    for a in &msg.attributes {
+        match a {
+            AddressAttribute::Local(ip) => addr = Some(*ip),
+            AddressAttribute::Address(ip) if addr.is_none() => addr = Some(*ip),
+            _ => {}
+        }
+    }
+    Some(Cidr {
+        addr: addr?,
+        prefix: msg.header.prefix_len,
+    })
 }
 
 /// Adds an address to link `index` (no error when it has it).

@@ -41,6 +41,7 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 pub use exec::ExecSession;
+pub use sandbox::hosts_file;
 
 use cgroups::Cgroups;
 use state::{Exit, Meta, Started};

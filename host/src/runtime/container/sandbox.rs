@@ -108,13 +108,26 @@ fn loopback_up() -> Result<()> {
     Ok(())
 }
 
+/// A pod's `/etc/hosts` as the kubelet writes it: localhost and the IPv6 names, then
+/// `entry` (the pod's own address and names) if any.
+pub fn hosts_file(entry: Option<&str>) -> String {
+    let mut hosts = String::from(
+        "# Kubernetes-managed hosts file (tugboat).\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n",
+    );
+    if let Some(e) = entry {
+        hosts.push_str(e);
+        hosts.push('\n');
+    }
+    hosts
+}
+
 /// Writes the pod's `hosts`, `hostname` and `resolv.conf` into `dir`.
 pub fn write_etc_files(dir: &Path, hostname: &str) -> Result<()> {
     std::fs::create_dir_all(dir)?;
-    let hosts = format!(
-        "# Kubernetes-managed hosts file (tugboat).\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n127.0.1.1\t{hostname}\n"
-    );
-    std::fs::write(dir.join("hosts"), hosts)?;
+    std::fs::write(
+        dir.join("hosts"),
+        hosts_file(Some(&format!("127.0.1.1\t{hostname}"))),
+    )?;
     std::fs::write(dir.join("hostname"), format!("{hostname}\n"))?;
     let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     std::fs::write(dir.join("resolv.conf"), resolv)?;
